@@ -1,0 +1,17 @@
+"""Errors a user can cause. The CLI turns each into one line and a non-zero exit, never a traceback."""
+
+
+class JepaError(Exception):
+    """Base of every error whose message is meant for the user as it stands."""
+
+
+class ConfigError(JepaError, ValueError):
+    """An impossible configuration: the message names the field and the allowed range."""
+
+
+class DataError(JepaError):
+    """Videos or manifests that cannot be read, past what a run tolerates."""
+
+
+class TrainingError(JepaError):
+    """A run that cannot go on (e.g. a non-finite loss); the last good checkpoint is kept."""

@@ -1,0 +1,242 @@
+"""The training loop: one objective (predict targets of masked tokens), any teacher, resumable.
+
+Runs in plain PyTorch on CPU or GPU; runners add distribution (DDP through Ray Train) by passing
+`rank`, `world_size` and a `wrap` for the student, and a `report` callback. Nothing here imports Ray.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from torch.utils.data import DataLoader, Dataset
+
+from jepa_platform.data.sampler import ResumableSampler
+from jepa_platform.errors import ConfigError, TrainingError
+from jepa_platform.masks.base import Masks
+from jepa_platform.masks.collator import MaskCollator
+from jepa_platform.teachers.base import TeacherStrategy
+from jepa_platform.train.checkpoint import CheckpointStore
+from jepa_platform.train.config import OptimConfig
+from jepa_platform.train.metrics import MetricsLog
+from jepa_platform.train.optim import Schedules, build_optimizer
+
+Report = Callable[[dict[str, Any], "str | None"], None]
+
+
+class JepaStudent(nn.Module):
+    """Context encoder + predictor in one module, so a DDP wrapper sees a single forward per step."""
+
+    def __init__(self, encoder: nn.Module, predictor: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+        self.predictor = predictor
+
+    def forward(self, clips: torch.Tensor, masks: list[Masks]) -> list[torch.Tensor]:
+        grid = self.encoder.token_grid(clips.shape)
+        contexts = self.encoder(clips, keep=[m.context for m in masks])
+        return [
+            self.predictor(z, m.context, m.targets, mask_index=i, grid=grid)
+            for i, (z, m) in enumerate(zip(contexts, masks, strict=True))
+        ]
+
+
+def autocast_for(device: torch.device, precision: str):
+    """bf16 autocast on CUDA (unless fp32 is asked for); plain fp32 elsewhere."""
+    if device.type == "cuda" and precision in ("auto", "bf16"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@dataclasses.dataclass
+class Progress:
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+
+
+class Trainer:
+    """Trains `student` to predict `teacher`'s targets on the tokens each mask hides.
+
+    Everything a resumed run needs to continue the same sequence is in `state_dict`: weights, teacher,
+    optimiser, step, data position, mask sampler and RNG state. N steps, resume, N more steps end
+    where 2N uninterrupted steps end.
+    """
+
+    def __init__(
+        self,
+        student: JepaStudent,
+        teacher: TeacherStrategy,
+        collator: MaskCollator,
+        dataset: Dataset,
+        optim: OptimConfig,
+        *,
+        num_workers: int = 0,
+        store: CheckpointStore | None = None,
+        metrics: MetricsLog | None = None,
+        device: str | torch.device = "cpu",
+        rank: int = 0,
+        world_size: int = 1,
+        wrap: Callable[[nn.Module], nn.Module] | None = None,
+        report: Report | None = None,
+        on_step: Callable[[dict[str, Any]], None] | None = None,
+    ):
+        if len(dataset) < world_size * optim.batch_size:
+            raise ConfigError(
+                f"data: {len(dataset)} clips cannot fill one batch of {optim.batch_size} on each of "
+                f"{world_size} workers; lower batch_size or workers, or add videos"
+            )
+        self.device = torch.device(device)
+        self.student = student.to(self.device)
+        self.model = wrap(self.student) if wrap else self.student
+        self.teacher = teacher.to(self.device) if isinstance(teacher, nn.Module) else teacher
+        self.collator, self.dataset, self.cfg = collator, dataset, optim
+        self.rank, self.world_size = rank, world_size
+        self.store, self.metrics, self.report, self.on_step = store, metrics, report, on_step
+        self.optimizer = build_optimizer([self.student], optim)
+        self.schedules = Schedules(optim)
+        self.progress = Progress()
+        self.sampler = ResumableSampler(len(dataset), seed=optim.seed, rank=rank, world_size=world_size)
+        self.num_workers = num_workers
+        self.batches_per_epoch = self.sampler.per_rank // optim.batch_size
+
+    # -- state -----------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        state = {
+            "progress": dataclasses.asdict(self.progress),
+            "student": self.student.state_dict(),
+            "teacher": self.teacher.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "masks": self.collator.state_dict(),
+            "rng": {"torch": torch.get_rng_state()},
+            "optim_config": self.cfg.model_dump(mode="json"),
+        }
+        if torch.cuda.is_available():
+            state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.progress = Progress(**state["progress"])
+        self.student.load_state_dict(state["student"])
+        self.teacher.load_state_dict(state["teacher"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.collator.load_state_dict(state["masks"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+    def resume(self) -> int | None:
+        """Load the newest checkpoint of the store, if any; returns the step resumed from."""
+        state = self.store.load() if self.store else None
+        if state is None:
+            return None
+        self.load_state_dict(state)
+        return self.progress.step
+
+    def save(self) -> str | None:
+        if self.store is None or self.rank != 0:
+            return None
+        url = self.store.save(self.progress.step, self.state_dict())
+        if self.metrics:
+            self.metrics.flush()
+        return url
+
+    # -- steps -----------------------------------------------------------------------------------
+    def train_step(self, clips: torch.Tensor) -> dict[str, float]:
+        """One optimiser step on a batch of clips [B, C, T, H, W]; returns its metrics."""
+        clips = clips.to(self.device, non_blocking=True)
+        grid = self.student.encoder.token_grid(clips.shape)
+        masks = [m.to(self.device, non_blocking=True) for m in self.collator(clips.shape[0], grid)]
+        lr, wd = self.schedules.apply(self.optimizer, self.progress.step)
+        self.model.train()
+        with autocast_for(self.device, self.cfg.precision):
+            targets = self.teacher.targets(clips, masks)
+            predictions = self.model(clips, masks)
+            losses = [self.teacher.loss(p.float(), t.float()) for p, t in zip(predictions, targets, strict=True)]
+            loss = torch.stack(losses).mean()
+        self._check_finite(loss)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for p in self.student.parameters() if p.grad is not None]
+        if self.cfg.clip_grad is not None:
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.clip_grad)
+        else:
+            grad_norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))
+        self.optimizer.step()
+        self.progress.step += 1
+        self.teacher.after_step(self.progress.step)
+        row = {"loss": loss.item(), "lr": lr, "wd": wd, "grad_norm": float(grad_norm)}
+        row.update({f"loss_mask{i}": v.item() for i, v in enumerate(losses)})
+        return row
+
+    def _check_finite(self, loss: torch.Tensor) -> None:
+        bad = (~torch.isfinite(loss.detach())).float()
+        if self.world_size > 1 and dist.is_initialized():
+            dist.all_reduce(bad)  # every rank stops together, none hangs in the next collective
+        if bad.item() > 0:
+            last = self.store.latest() if self.store else None
+            raise TrainingError(
+                f"loss is not finite at step {self.progress.step + 1}; stopping. "
+                + (f"Last good checkpoint: {last}" if last else "No checkpoint was written yet.")
+            )
+
+    def batches(self):
+        """Batches from the current data position onwards, epoch after epoch."""
+        bs = self.cfg.batch_size
+        while True:
+            self.sampler.set_epoch(self.progress.epoch, start=self.progress.batch_in_epoch * bs)
+            if hasattr(self.dataset, "set_epoch"):
+                self.dataset.set_epoch(self.progress.epoch)
+            loader = DataLoader(
+                self.dataset,
+                batch_size=bs,
+                sampler=self.sampler,
+                num_workers=self.num_workers,
+                drop_last=True,
+                pin_memory=self.device.type == "cuda",
+            )
+            for batch in loader:
+                self.progress.batch_in_epoch += 1
+                yield batch
+            self.progress.epoch += 1
+            self.progress.batch_in_epoch = 0
+
+    def fit(self, until: int | None = None) -> dict[str, Any]:
+        """Train up to step `until` (default: the configured steps); returns the last logged row."""
+        until = min(until or self.cfg.steps, self.cfg.steps)
+        row: dict[str, Any] = {}
+        if self.progress.step >= until:
+            return row
+        t0, clips_seen = time.perf_counter(), 0
+        for batch in self.batches():
+            metrics = self.train_step(batch["clip"])
+            clips_seen += batch["clip"].shape[0] * self.world_size
+            step = self.progress.step
+            row = {"step": step, "epoch": self.progress.epoch, **metrics}
+            elapsed = time.perf_counter() - t0
+            row["clips_per_s"] = clips_seen / elapsed if elapsed > 0 else math.nan
+            if self.on_step:
+                self.on_step(row)
+            done = step >= until
+            log_now = step % self.cfg.log_every == 0 or done
+            if log_now and self.metrics and self.rank == 0:
+                self.metrics.log(row)
+            checkpoint = None
+            if step % self.cfg.checkpoint_every == 0 or done:
+                checkpoint = self.save()
+            if (log_now or checkpoint) and self.report:
+                self.report(row, checkpoint)
+            if done:
+                break
+        if self.metrics and self.rank == 0:
+            self.metrics.flush()
+        return row

@@ -1,0 +1,48 @@
+"""metrics.jsonl: one JSON object per logged step, on any fsspec filesystem."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from jepa_platform.train.checkpoint import write_bytes_atomic
+
+
+class MetricsLog:
+    """Appends on a local disk; object stores cannot append, so there the whole file is rewritten on flush.
+
+    On resume, rows past the resumed step are dropped so the file reads as one uninterrupted run.
+    """
+
+    def __init__(self, url: str, resume_step: int | None = None):
+        self.url = url
+        self.fs, self.path = fsspec.core.url_to_fs(url)
+        self.local = isinstance(self.fs, LocalFileSystem)
+        self.rows: list[str] = []
+        if self.fs.exists(self.path):
+            lines = self.fs.cat_file(self.path).decode().splitlines()
+            keep = [ln for ln in lines if ln.strip() and json.loads(ln).get("step", 0) <= (resume_step or 0)]
+            self.rows = keep
+            write_bytes_atomic(url, "".join(r + "\n" for r in keep).encode())
+
+    def log(self, row: dict[str, Any]) -> None:
+        line = json.dumps(row, sort_keys=True)
+        self.rows.append(line)
+        if self.local:
+            self.fs.makedirs(self.fs._parent(self.path), exist_ok=True)
+            with open(self.path, "a") as f:
+                f.write(line + "\n")
+
+    def flush(self) -> None:
+        if not self.local:
+            write_bytes_atomic(self.url, "".join(r + "\n" for r in self.rows).encode())
+
+
+def read_metrics(url: str) -> list[dict[str, Any]]:
+    fs, path = fsspec.core.url_to_fs(url)
+    if not fs.exists(path):
+        return []
+    return [json.loads(ln) for ln in fs.cat_file(path).decode().splitlines() if ln.strip()]

@@ -1,0 +1,132 @@
+import copy
+
+import pytest
+import torch
+
+from jepa_platform.errors import TrainingError
+from jepa_platform.masks import MaskCollator, default_vjepa_maskers
+from jepa_platform.models.predictor import Predictor
+from jepa_platform.models.vit import video_vit
+from jepa_platform.teachers.ema import EmaTeacher
+from jepa_platform.train.checkpoint import CheckpointStore
+from jepa_platform.train.config import OptimConfig
+from jepa_platform.train.loop import JepaStudent, Trainer
+from jepa_platform.train.metrics import MetricsLog, read_metrics
+
+
+class RandomClips(torch.utils.data.Dataset):
+    """Fixed random clips: deterministic per index, so two runs see the same data."""
+
+    def __init__(self, n=8, shape=(3, 4, 32, 32)):
+        g = torch.Generator().manual_seed(0)
+        self.clips = torch.randn(n, *shape, generator=g)
+
+    def __len__(self):
+        return len(self.clips)
+
+    def __getitem__(self, i):
+        return {"clip": self.clips[i], "label": 0, "index": i}
+
+
+def make_trainer(tmp_path=None, steps=6, seed=0, store_url=None, **optim):
+    torch.manual_seed(seed)
+    encoder = video_vit("custom", img_size=32, num_frames=4, patch_size=8, embed_dim=48, depth=2, num_heads=3)
+    predictor = Predictor(48, encoder.grid, predictor_embed_dim=32, depth=1, num_heads=2)
+    student = JepaStudent(encoder, predictor)
+    optim = {"batch_size": 2, "warmup_steps": 2, "lr": 1e-3, "log_every": 1, "checkpoint_every": 100, **optim}
+    cfg = OptimConfig(steps=steps, seed=seed, **optim)
+    teacher = EmaTeacher(encoder, steps=steps)
+    store = CheckpointStore(store_url or str(tmp_path / "ckpt")) if (tmp_path or store_url) else None
+    return Trainer(student, teacher, MaskCollator(default_vjepa_maskers(), seed=seed), RandomClips(), cfg,
+                   store=store)
+
+
+def test_a_few_steps_lower_the_loss_on_a_fixed_batch():
+    trainer = make_trainer(steps=40, warmup_steps=0, schedule_scale=1.0)
+    clips = RandomClips().clips[:2]
+    losses = [trainer.train_step(clips)["loss"] for _ in range(25)]
+    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:3]) / 3
+
+
+def test_ema_teacher_moves_towards_the_student_by_one_minus_momentum():
+    student = video_vit("custom", img_size=32, num_frames=4, patch_size=8, embed_dim=48, depth=1, num_heads=3)
+    teacher = EmaTeacher(student, steps=100, momentum=(0.9, 0.9))
+    before = copy.deepcopy(teacher.encoder.state_dict())
+    with torch.no_grad():
+        for p in student.parameters():
+            p.add_(1.0)
+    teacher.after_step(1)
+    for name, p in teacher.encoder.named_parameters():
+        torch.testing.assert_close(p, 0.9 * before[name] + 0.1 * dict(student.named_parameters())[name])
+    assert not any(p.requires_grad for p in teacher.encoder.parameters())
+
+
+def test_ema_targets_are_layer_normed_per_token_and_gathered_per_mask():
+    trainer = make_trainer()
+    clips = RandomClips().clips[:2]
+    masks = trainer.collator(2, trainer.student.encoder.token_grid(clips.shape))
+    targets = trainer.teacher.targets(clips, masks)
+    assert [t.shape[1] for t in targets] == [m.targets.shape[1] for m in masks]
+    torch.testing.assert_close(targets[0].mean(-1), torch.zeros(targets[0].shape[:2]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(targets[0].std(-1, unbiased=False), torch.ones(targets[0].shape[:2]),
+                               atol=1e-3, rtol=0)
+
+
+def test_resume_continues_the_same_sequence(tmp_path):
+    straight = make_trainer(tmp_path / "a", steps=6)
+    straight.fit()
+
+    first = make_trainer(tmp_path / "b", steps=6)
+    first.fit(until=3)
+    first.save()
+    del first
+    resumed = make_trainer(tmp_path / "b", steps=6, seed=0)
+    torch.manual_seed(1234)  # a different global RNG must not matter: it is restored from the checkpoint
+    assert resumed.resume() == 3
+    resumed.fit()
+
+    assert resumed.progress == straight.progress
+    for (name, a), b in zip(straight.student.state_dict().items(), resumed.student.state_dict().values(),
+                            strict=True):
+        torch.testing.assert_close(a, b, msg=name)
+    for a, b in zip(straight.teacher.state_dict().values(), resumed.teacher.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(tmp_path):
+    trainer = make_trainer(tmp_path, steps=10, checkpoint_every=2)
+    trainer.fit(until=2)
+    good = trainer.store.latest()
+    with torch.no_grad():
+        trainer.student.predictor.predictor_proj.weight.fill_(float("nan"))
+    with pytest.raises(TrainingError, match="not finite at step 3.*step_00000002"):
+        trainer.fit()
+    assert trainer.store.latest() == good
+    assert trainer.store.load()["progress"]["step"] == 2
+
+
+def test_checkpoints_are_pruned_and_latest_points_at_a_complete_file(tmp_path):
+    trainer = make_trainer(tmp_path, steps=6, checkpoint_every=1, keep_checkpoints=2)
+    trainer.fit()
+    files = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
+    assert files == ["latest", "step_00000005.pt", "step_00000006.pt"]
+    assert trainer.store.latest().endswith("step_00000006.pt")
+
+
+def test_checkpoints_and_metrics_go_through_fsspec_object_stores():
+    trainer = make_trainer(store_url="memory://run/ckpt", steps=3)
+    trainer.metrics = MetricsLog("memory://run/metrics.jsonl")
+    trainer.fit()
+    assert trainer.store.load()["progress"]["step"] == 3
+    rows = read_metrics("memory://run/metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert all(r["loss"] > 0 for r in rows)
+
+
+def test_metrics_rows_past_the_resumed_step_are_dropped(tmp_path):
+    url = str(tmp_path / "metrics.jsonl")
+    log = MetricsLog(url)
+    for s in range(1, 6):
+        log.log({"step": s})
+    MetricsLog(url, resume_step=3)
+    assert [r["step"] for r in read_metrics(url)] == [1, 2, 3]
