@@ -1,0 +1,162 @@
+"""The components that ship with jepa-platform, registered through the same hooks as any plugin."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from jepa_platform.plugins.hookspecs import hookimpl
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+UnitInterval = Field(gt=0.0, le=1.0)
+
+
+# -- backbones ---------------------------------------------------------------------------------------
+class VitParams(Params):
+    size: Literal["tiny", "small", "base", "large", "huge", "giant", "custom"] = "base"
+    patch_size: int = Field(16, ge=1)
+    tubelet_size: int = Field(2, ge=1)
+    embed_dim: int | None = Field(None, ge=1, description="Overrides the size's width.")
+    depth: int | None = Field(None, ge=1, description="Overrides the size's depth.")
+    num_heads: int | None = Field(None, ge=1, description="Overrides the size's heads.")
+    mlp_ratio: float = Field(4.0, gt=0)
+    drop_path_rate: float = Field(0.0, ge=0, lt=1)
+    uniform_power: bool = True
+    activation_checkpointing: bool = False
+
+
+def build_vit(params: VitParams, *, img_size: int, num_frames: int):
+    """Video ViT (3D patches, sin-cos positions, timm blocks), sizes tiny..giant or custom."""
+    from jepa_platform.models.vit import video_vit
+
+    return video_vit(params.size, img_size=img_size, num_frames=num_frames, **params.model_dump(exclude={"size"}))
+
+
+@hookimpl
+def jepa_register_backbones(register):
+    register("vit", build_vit, VitParams)
+
+
+# -- predictors --------------------------------------------------------------------------------------
+class PredictorParams(Params):
+    embed_dim: int = Field(384, ge=1, description="Predictor width.")
+    depth: int = Field(12, ge=1)
+    num_heads: int = Field(12, ge=1)
+    mlp_ratio: float = Field(4.0, gt=0)
+    drop_path_rate: float = Field(0.0, ge=0, lt=1)
+    uniform_power: bool = True
+    activation_checkpointing: bool = False
+
+
+def build_predictor(params: PredictorParams, *, embed_dim: int, grid, target_dim: int, num_mask_tokens: int):
+    """Narrow ViT predicting target features from context features (V-JEPA predictor)."""
+    from jepa_platform.models.predictor import Predictor
+
+    return Predictor(
+        embed_dim, grid, predictor_embed_dim=params.embed_dim, depth=params.depth, num_heads=params.num_heads,
+        target_dim=target_dim, num_mask_tokens=num_mask_tokens, mlp_ratio=params.mlp_ratio,
+        drop_path_rate=params.drop_path_rate, uniform_power=params.uniform_power,
+        activation_checkpointing=params.activation_checkpointing,
+    )
+
+
+@hookimpl
+def jepa_register_predictors(register):
+    register("vit_predictor", build_predictor, PredictorParams)
+
+
+# -- maskers -----------------------------------------------------------------------------------------
+class MultiBlockParams(Params):
+    num_blocks: int = Field(8, ge=1)
+    spatial_scale: tuple[float, float] = (0.15, 0.15)
+    temporal_scale: tuple[float, float] = (1.0, 1.0)
+    aspect_ratio: tuple[float, float] = (0.75, 1.5)
+    truncate: Literal["random", "prefix"] = "random"
+
+
+class RatioParams(Params):
+    ratio: float = Field(0.9, gt=0.0, lt=1.0, description="Fraction of tokens masked.")
+
+
+def build_multiblock(params: MultiBlockParams):
+    """V-JEPA 3D multi-block mask: the union of num_blocks random blocks is predicted."""
+    from jepa_platform.masks import MultiBlockMasker
+
+    return MultiBlockMasker(**params.model_dump())
+
+
+def build_tube(params: RatioParams):
+    """VideoMAE tube mask: random spatial positions masked in every frame."""
+    from jepa_platform.masks import TubeMasker
+
+    return TubeMasker(ratio=params.ratio)
+
+
+def build_random(params: RatioParams):
+    """Uniformly random tokens."""
+    from jepa_platform.masks import RandomMasker
+
+    return RandomMasker(ratio=params.ratio)
+
+
+@hookimpl
+def jepa_register_maskers(register):
+    register("multiblock", build_multiblock, MultiBlockParams)
+    register("tube", build_tube, RatioParams)
+    register("random", build_random, RatioParams)
+
+
+# -- teachers ----------------------------------------------------------------------------------------
+class EmaParams(Params):
+    momentum: tuple[float, float] = Field((0.998, 1.0), description="Start and end of the linear ramp.")
+
+
+def build_ema(params: EmaParams, *, student, steps: int, schedule_scale: float, **_):
+    """EMA of the student encoder, run on the full clip (V-JEPA)."""
+    from jepa_platform.teachers.ema import EmaTeacher
+
+    return EmaTeacher(student, steps=steps, momentum=params.momentum, schedule_scale=schedule_scale)
+
+
+@hookimpl
+def jepa_register_teachers(register):
+    register("ema", build_ema, EmaParams)
+
+
+# -- datasets ----------------------------------------------------------------------------------------
+class VideoDatasetParams(Params):
+    num_clips: int = Field(1, ge=1, description="Equal temporal segments, one clip each.")
+    max_failure_rate: float = Field(0.1, ge=0, lt=1, description="Bad videos tolerated before the run stops.")
+
+
+def build_video_dataset(params: VideoDatasetParams, *, data, source: str, train: bool = True):
+    """Videos from a `path label` manifest or a folder, on any fsspec filesystem, decoded with PyAV."""
+    from jepa_platform.data.dataset import VideoDataset
+
+    return VideoDataset(
+        source, frames=data.frames, stride=data.stride, num_clips=params.num_clips, resolution=data.resolution,
+        train=train, max_failure_rate=params.max_failure_rate, seed=data.seed,
+    )
+
+
+@hookimpl
+def jepa_register_datasets(register):
+    register("video", build_video_dataset, VideoDatasetParams)
+
+
+# -- runners -----------------------------------------------------------------------------------------
+def build_local_runner(params: Params):
+    """Embedded Ray on this machine, Ray Train TorchTrainer (gloo on CPU, nccl on GPU)."""
+    from jepa_platform.runners.local import LocalRunner
+
+    return LocalRunner()
+
+
+@hookimpl
+def jepa_register_runners(register):
+    register("local", build_local_runner, Params)

@@ -1,0 +1,123 @@
+"""Loading plugins: the built-ins, then every `jepa_platform` entry point not blocked by the user."""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field
+from importlib import metadata
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from jepa_platform.plugins import hookspecs
+from jepa_platform.plugins.registry import FAMILIES, PluginError, Registry
+
+ENTRY_POINT_GROUP = "jepa_platform"
+DISABLE_ENV = "JEPA_DISABLE_PLUGINS"
+BUILTIN = "builtin"
+
+
+def disabled_plugins() -> set[str]:
+    return {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    version: str
+    hooks: list[str]
+    components: dict[str, list[str]] = field(default_factory=dict)
+    blocked: bool = False
+
+
+class Plugins:
+    """A pluggy manager with the plugins loaded, and the component registries they filled."""
+
+    def __init__(self, load_entry_points: bool = True, extra: dict[str, Any] | None = None):
+        self.pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+        self.pm.add_hookspecs(hookspecs)
+        self.versions: dict[str, str] = {}
+        self.blocked = disabled_plugins()
+        for name in self.blocked:
+            self.pm.set_blocked(name)
+        from jepa_platform import __version__
+        from jepa_platform.plugins import builtin
+
+        self._register(builtin, BUILTIN, __version__)
+        if load_entry_points:
+            self._load_entry_points()
+        for name, plugin in (extra or {}).items():
+            self._register(plugin, name, "inline")
+        self.registries = self._fill_registries()
+
+    def _register(self, plugin: ModuleType | object, name: str, version: str) -> None:
+        if self.pm.is_blocked(name):
+            return
+        self.pm.register(plugin, name=name)
+        self.versions[name] = version
+
+    def _load_entry_points(self) -> None:
+        for dist in metadata.distributions():
+            for ep in dist.entry_points:
+                if ep.group != ENTRY_POINT_GROUP or self.pm.is_blocked(ep.name) or self.pm.has_plugin(ep.name):
+                    continue
+                try:
+                    plugin = ep.load()
+                except Exception as e:  # a broken third-party package must not hide which one it is
+                    raise PluginError(
+                        f"plugin {ep.name!r} ({dist.metadata['Name']} {dist.version}) failed to load: {e}; "
+                        f"disable it with {DISABLE_ENV}={ep.name}"
+                    ) from e
+                self._register(plugin, ep.name, dist.version)
+
+    def _fill_registries(self) -> dict[str, Registry]:
+        registries = {}
+        for family in FAMILIES:
+            registry = Registry(family)
+            for impl in getattr(self.pm.hook, f"jepa_register_{family}").get_hookimpls():
+                impl.function(register=functools.partial(registry.register, provider=impl.plugin_name))
+            registries[family] = registry
+        return registries
+
+    def registry(self, family: str) -> Registry:
+        return self.registries[family]
+
+    def info(self, include_blocked: bool = False) -> list[PluginInfo]:
+        """What loaded (and, with include_blocked, what JEPA_DISABLE_PLUGINS kept out)."""
+        out = []
+        for name, plugin in self.pm.list_name_plugin():
+            if plugin is None:
+                continue
+            hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
+            comps = {
+                fam: [c.name for c in reg if c.provider == name]
+                for fam, reg in self.registries.items()
+                if any(c.provider == name for c in reg)
+            }
+            out.append(PluginInfo(name, self.versions.get(name, "?"), hooks, comps))
+        if include_blocked:
+            out += [PluginInfo(n, "-", [], {}, blocked=True) for n in sorted(self.blocked)]
+        return out
+
+
+_current: Plugins | None = None
+
+
+def get_plugins() -> Plugins:
+    """The process-wide plugin set, loaded on first use."""
+    global _current
+    if _current is None:
+        _current = Plugins()
+    return _current
+
+
+def set_plugins(plugins: Plugins | None) -> None:
+    """Replace (or with None, reset) the process-wide plugin set; for tests and embedding."""
+    global _current
+    _current = plugins
+
+
+def registry(family: str) -> Registry:
+    return get_plugins().registry(family)
