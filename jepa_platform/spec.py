@@ -214,8 +214,10 @@ def validate_spec(raw: dict[str, Any], source: str = "spec") -> JobSpec:
         except ValidationError as e:
             problems += error_lines(e, params_path)
             continue
-        comp.params.clear()
-        comp.params.update(params)
+        if family == "datasets":
+            spec.data.params = params
+        else:
+            comp.params = params
     if not problems:
         problems += cross_checks(spec)
     if problems:

@@ -109,8 +109,9 @@ def test_checkpoints_are_pruned_and_latest_points_at_a_complete_file(tmp_path):
     trainer = make_trainer(tmp_path, steps=6, checkpoint_every=1, keep_checkpoints=2)
     trainer.fit()
     files = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
-    assert files == ["latest", "step_00000005.pt", "step_00000006.pt"]
-    assert trainer.store.latest().endswith("step_00000006.pt")
+    assert files == ["latest", "step_00000005", "step_00000006"]
+    assert trainer.store.latest().endswith("step_00000006")
+    assert (tmp_path / "ckpt" / "step_00000006" / "state.pt").is_file()
 
 
 def test_checkpoints_and_metrics_go_through_fsspec_object_stores():

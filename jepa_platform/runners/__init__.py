@@ -1,1 +1,117 @@
+"""Where jobs run. `submit` is what `jepa submit` calls: it records the job and hands it to a runner."""
 
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from jepa_platform.plugins.manager import registry
+from jepa_platform.runners.jobstore import TERMINAL, JobRecord, JobStore
+from jepa_platform.spec import JobSpec
+from jepa_platform.train.checkpoint import join
+from jepa_platform.train.job import METRICS_FILE
+from jepa_platform.train.metrics import format_row, read_metrics
+
+TARGET_ALIASES = {"k8s": "kubernetes"}
+
+
+def resolve_target(spec: JobSpec, target: str | None) -> str:
+    return TARGET_ALIASES.get(target or spec.target, target or spec.target)
+
+
+def submit(
+    spec: JobSpec,
+    *,
+    target: str | None = None,
+    wait: bool = True,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
+    store: JobStore | None = None,
+) -> JobRecord:
+    """Run (or, with wait=False, start) the job; returns its record, final when waited for."""
+    store = store or JobStore()
+    target = resolve_target(spec, target)
+    runner = registry("runners").get(target).build({})
+    record = store.save(
+        JobRecord(store.new_id(spec.name), spec.name, target, spec.job_dir, spec=spec.resolved(),
+                  steps=spec.optim.steps)
+    )
+    if not wait:
+        return start_detached(record, store)
+    store.update(record.id, status="RUNNING", pid=os.getpid())
+    log = store.log_path(record.id).open("a")
+
+    def log_row(row: dict[str, Any]) -> None:
+        log.write(format_row(row) + "\n")
+        log.flush()
+        if on_row:
+            on_row(row)
+
+    try:
+        result = runner.submit(spec, on_row=log_row)
+    except BaseException as e:
+        store.update(record.id, status="CANCELLED" if isinstance(e, KeyboardInterrupt) else "FAILED", error=str(e))
+        raise
+    finally:
+        log.close()
+    if result.error:
+        with store.log_path(record.id).open("a") as f:
+            f.write(f"error: {result.error}\n")
+    return store.update(record.id, status=result.status, step=result.step, error=result.error)
+
+
+def start_detached(record: JobRecord, store: JobStore) -> JobRecord:
+    """A background process, in its own session so `cancel` can stop it and every child it started."""
+    log = store.log_path(record.id).open("a")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jepa_platform.runners.detached", record.id, str(store.root)],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+    )
+    return store.update(record.id, status="RUNNING", pid=proc.pid)
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours counts as gone
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+        return waited == 0
+    except ChildProcessError:
+        return True
+
+
+def refresh(record: JobRecord, store: JobStore) -> JobRecord:
+    """Current state of a local job: its step from metrics.jsonl, FAILED if its process vanished."""
+    if record.target != "local" or record.status in TERMINAL:
+        return record
+    rows = read_metrics(join(record.job_dir, METRICS_FILE))
+    changes: dict[str, Any] = {"step": rows[-1]["step"]} if rows else {}
+    if record.status == "RUNNING" and not pid_alive(record.pid):
+        current = store.get(record.id)  # it may have finished between our two reads
+        if current.status in TERMINAL:
+            return current
+        changes.update(status="FAILED", error="the job's process exited without recording a result")
+    return store.update(record.id, **changes) if changes else record
+
+
+def cancel(record: JobRecord, store: JobStore) -> JobRecord:
+    if record.status in TERMINAL:
+        return record
+    if record.pid and pid_alive(record.pid):
+        try:
+            if record.pid == os.getpgid(record.pid):
+                os.killpg(record.pid, signal.SIGTERM)
+            else:
+                os.kill(record.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    return store.update(record.id, status="CANCELLED")

@@ -44,8 +44,14 @@ def write_bytes_atomic(url: str, data: bytes) -> None:
         fs.pipe_file(path, data)
 
 
+STATE = "state.pt"
+
+
 class CheckpointStore:
-    """Numbered checkpoints under `{root}/step_{n:08d}.pt` plus a `latest` pointer; keeps the newest `keep`."""
+    """Checkpoints as `{root}/step_{n:08d}/state.pt` plus a `latest` pointer; keeps the newest `keep`.
+
+    One folder per checkpoint, so a runner can hand the folder to Ray Train as a registered checkpoint.
+    """
 
     def __init__(self, root: str, keep: int = 2):
         self.root = root.rstrip("/")
@@ -54,14 +60,14 @@ class CheckpointStore:
     def save(self, step: int, state: dict[str, Any]) -> str:
         buf = io.BytesIO()
         torch.save(state, buf)
-        name = f"step_{step:08d}.pt"
-        write_bytes_atomic(join(self.root, name), buf.getvalue())
+        name = f"step_{step:08d}"
+        write_bytes_atomic(join(self.root, name, STATE), buf.getvalue())
         write_bytes_atomic(join(self.root, LATEST), name.encode())
         self._prune(current=name)
         return join(self.root, name)
 
     def latest(self) -> str | None:
-        """URL of the newest complete checkpoint, or None when there is none."""
+        """URL of the newest complete checkpoint folder, or None when there is none."""
         fs, path = fsspec.core.url_to_fs(join(self.root, LATEST))
         if not fs.exists(path):
             return None
@@ -72,6 +78,8 @@ class CheckpointStore:
         url = url or self.latest()
         if url is None:
             return None
+        if not url.endswith(".pt"):
+            url = join(url, STATE)
         try:
             with fsspec.open(url, "rb") as f:
                 data = f.read()
@@ -82,10 +90,10 @@ class CheckpointStore:
     def _prune(self, current: str) -> None:
         fs, root = fsspec.core.url_to_fs(self.root)
         names = sorted(
-            posixpath.basename(p)
+            posixpath.basename(p.rstrip("/"))
             for p in fs.ls(root, detail=False)
-            if posixpath.basename(p).startswith("step_") and p.endswith(".pt")
+            if posixpath.basename(p.rstrip("/")).startswith("step_")
         )
         for name in names[: -self.keep]:
             if name != current:
-                fs.rm(posixpath.join(root, name))
+                fs.rm(posixpath.join(root, name), recursive=True)

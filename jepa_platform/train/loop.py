@@ -221,7 +221,7 @@ class Trainer:
             metrics = self.train_step(batch["clip"])
             clips_seen += batch["clip"].shape[0] * self.world_size
             step = self.progress.step
-            row = {"step": step, "epoch": self.progress.epoch, **metrics}
+            row = {"step": step, "epoch": self.progress.epoch, "workers": self.world_size, **metrics}
             elapsed = time.perf_counter() - t0
             row["clips_per_s"] = clips_seen / elapsed if elapsed > 0 else math.nan
             if self.on_step:
@@ -230,10 +230,9 @@ class Trainer:
             log_now = step % self.cfg.log_every == 0 or done
             if log_now and self.metrics and self.rank == 0:
                 self.metrics.log(row)
-            checkpoint = None
-            if step % self.cfg.checkpoint_every == 0 or done:
-                checkpoint = self.save()
-            if (log_now or checkpoint) and self.report:
+            save_now = step % self.cfg.checkpoint_every == 0 or done
+            checkpoint = self.save() if save_now else None
+            if (log_now or save_now) and self.report:  # the same steps on every rank: reports are collective
                 self.report(row, checkpoint)
             if done:
                 break

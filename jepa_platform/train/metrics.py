@@ -46,3 +46,8 @@ def read_metrics(url: str) -> list[dict[str, Any]]:
     if not fs.exists(path):
         return []
     return [json.loads(ln) for ln in fs.cat_file(path).decode().splitlines() if ln.strip()]
+
+
+def format_row(row: dict[str, Any]) -> str:
+    """One log line: `step=10 loss=0.51234 ...`."""
+    return " ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())

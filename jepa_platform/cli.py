@@ -1,0 +1,337 @@
+"""`jepa`: a thin command line over the library. Parses, calls one library function, prints.
+
+Exit codes: 0 success; 2 usage or spec error; 1 the job failed.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from jepa_platform import __version__
+from jepa_platform.errors import ConfigError, JepaError
+
+app = typer.Typer(
+    name="jepa", help="Self-supervised video representation learning: V-JEPA and SALT from one YAML spec.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Datasets: make synthetic videos for quickstarts and tests.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+out = Console()
+err = Console(stderr=True)
+
+USAGE_ERRORS = ("SpecError", "ConfigError", "PluginError", "JobNotFound")
+
+
+def user_errors(fn):
+    """One line and an exit code for errors a user can cause; tracebacks are for our bugs only."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except JepaError as e:
+            code = 2 if type(e).__name__ in USAGE_ERRORS or isinstance(e, ConfigError) else 1
+            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code) from None
+
+    return wrapper
+
+
+def emit_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=1, default=str) + "\n")
+
+
+SpecArg = Annotated[Path, typer.Argument(help="Job spec (YAML).", show_default=False)]
+Overrides = Annotated[list[str] | None, typer.Argument(help="key.path=value overrides, e.g. optim.steps=100")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the final line.")]
+
+
+def load(spec: Path, overrides: list[str] | None):
+    from jepa_platform.spec import load_spec
+
+    return load_spec(spec, overrides or [])
+
+
+@app.command()
+@user_errors
+def submit(
+    spec: SpecArg,
+    overrides: Overrides = None,
+    target: Annotated[str | None, typer.Option(help="local | ray | k8s (default: the spec's target).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and show what would run.")] = False,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the job to its end.")] = True,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a job: validate the spec, then train on the chosen target (resuming a job of the same name)."""
+    from jepa_platform.runners import resolve_target
+    from jepa_platform.runners import submit as submit_job
+    from jepa_platform.runners.local import latest_step
+
+    job = load(spec, overrides)
+    tgt = resolve_target(job, target)
+    step, ckpt = latest_step(job)
+    if dry_run:
+        if as_json:
+            emit_json({"target": tgt, "job_dir": job.job_dir, "resume_from": step, "spec": job.resolved()})
+        else:
+            out.print(f"[green]valid[/] {job.name}: target {tgt}, output {job.job_dir}"
+                      + (f", would resume from step {step}" if step else ""))
+        return
+    if step is not None and step >= job.optim.steps:
+        msg = f"{job.name} already completed {step}/{job.optim.steps} steps ({ckpt}); nothing to do"
+        emit_json({"name": job.name, "status": "SUCCEEDED", "step": step}) if as_json else out.print(msg)
+        return
+    if step is not None and not (quiet or as_json):
+        out.print(f"Resuming [bold]{job.name}[/] from step {step} ({ckpt})")
+    elif not (quiet or as_json):
+        out.print(f"Starting [bold]{job.name}[/] on {tgt}: {job.optim.steps} steps, output {job.job_dir}")
+    show = wait and not (quiet or as_json) and tgt == "local"
+    with progress_bar(job.optim.steps, step or 0, enabled=show) as on_row:
+        record = submit_job(job, target=tgt, wait=wait, on_row=on_row)
+    if as_json:
+        emit_json(record.__dict__ | {"spec": None})
+    elif not wait:
+        out.print(f"Submitted {record.id} (pid {record.pid}); follow with `jepa logs {record.id} --follow`")
+    elif record.status == "SUCCEEDED":
+        out.print(f"[green]done[/] {job.name}: step {record.step}, outputs in {job.job_dir}")
+    else:
+        err.print(f"[bold red]error:[/] job {record.id} {record.status.lower()}: {record.error}", highlight=False)
+    if wait and record.status != "SUCCEEDED":
+        raise typer.Exit(1)
+
+
+class progress_bar:
+    """A rich progress bar fed with metrics rows (step, loss, clips/s, ETA); a no-op when disabled."""
+
+    def __init__(self, total: int, start: int, enabled: bool):
+        self.enabled, self.total, self.start = enabled, total, start
+
+    def __enter__(self):
+        if not self.enabled:
+            return None
+        self.progress = Progress(
+            TextColumn("[bold]step {task.completed}/{task.total}"), BarColumn(),
+            TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]} clips/s"),
+            TextColumn("ETA"), TimeRemainingColumn(), console=out, transient=False,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task("train", total=self.total, completed=self.start, loss="-", speed="-")
+        return self.on_row
+
+    def on_row(self, row: dict[str, Any]) -> None:
+        self.progress.update(self.task, completed=row["step"], loss=f"{row['loss']:.4f}",
+                             speed=f"{row.get('clips_per_s', 0):.1f}")
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.progress.stop()
+        return False
+
+
+@app.command()
+@user_errors
+def validate(spec: SpecArg, overrides: Overrides = None, as_json: JsonOpt = False) -> None:
+    """Check a spec without running it; prints the resolved spec (defaults filled in)."""
+    job = load(spec, overrides)
+    if as_json:
+        emit_json(job.resolved())
+    else:
+        out.print(job.to_yaml(), highlight=False, end="")
+        err.print(f"[green]valid[/] {spec}")
+
+
+@app.command()
+@user_errors
+def schema() -> None:
+    """Print the job spec's JSON Schema (for editor validation)."""
+    from jepa_platform.spec import json_schema
+
+    emit_json(json_schema())
+
+
+@app.command()
+@user_errors
+def plugins(
+    all_: Annotated[bool, typer.Option("--all", help="Also plugins blocked by JEPA_DISABLE_PLUGINS.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Loaded plugins: name, version, hooks, components."""
+    from jepa_platform.plugins.manager import get_plugins
+
+    infos = get_plugins().info(include_blocked=all_)
+    if as_json:
+        return emit_json([i.__dict__ for i in infos])
+    table = Table("plugin", "version", "hooks", "components")
+    for i in infos:
+        comps = "; ".join(f"{fam}: {', '.join(names)}" for fam, names in i.components.items())
+        table.add_row(i.name + (" (blocked)" if i.blocked else ""), i.version,
+                      ", ".join(h.removeprefix("jepa_register_") for h in i.hooks), comps)
+    out.print(table)
+
+
+@app.command()
+@user_errors
+def components(
+    family: Annotated[str | None, typer.Argument(help="backbones, maskers, teachers, ...")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Registered components: name, provider, params with defaults."""
+    from jepa_platform.plugins.manager import get_plugins
+    from jepa_platform.plugins.registry import FAMILIES
+
+    regs = get_plugins().registries
+    if family and family not in regs:
+        raise ConfigError(f"family: must be one of {', '.join(FAMILIES)}, got {family!r}")
+    rows = []
+    for fam in [family] if family else FAMILIES:
+        for c in regs[fam]:
+            params = {n: f.default for n, f in c.config.model_fields.items()}
+            rows.append({"family": fam, "name": c.name, "provider": c.provider, "params": params,
+                         "description": c.description})
+    if as_json:
+        return emit_json(rows)
+    table = Table("family", "name", "provider", "params (defaults)", "description")
+    for r in rows:
+        table.add_row(r["family"], r["name"], r["provider"],
+                      ", ".join(f"{k}={v}" for k, v in r["params"].items()), r["description"])
+    out.print(table)
+
+
+@app.command("list")
+@user_errors
+def list_jobs(as_json: JsonOpt = False) -> None:
+    """Jobs submitted from this machine."""
+    from jepa_platform.runners import refresh
+    from jepa_platform.runners.jobstore import JobStore
+
+    store = JobStore()
+    records = [refresh(r, store) for r in store.all()]
+    if as_json:
+        return emit_json([r.__dict__ | {"spec": None} for r in records])
+    table = Table("job", "target", "status", "step", "created")
+    for r in records:
+        table.add_row(r.id, r.target, r.status, f"{r.step or 0}/{r.steps}",
+                      time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created)))
+    out.print(table)
+
+
+@app.command()
+@user_errors
+def status(job: Annotated[str, typer.Argument(help="Job id or name.")], as_json: JsonOpt = False) -> None:
+    """State of one job."""
+    from jepa_platform.runners import refresh
+    from jepa_platform.runners.jobstore import JobStore
+
+    store = JobStore()
+    r = refresh(store.get(job), store)
+    if as_json:
+        return emit_json(r.__dict__ | {"spec": None})
+    out.print(f"{r.id}: [bold]{r.status}[/] step {r.step or 0}/{r.steps} on {r.target}; outputs {r.job_dir}"
+              + (f"\nerror: {r.error}" if r.error else ""), highlight=False)
+
+
+@app.command()
+@user_errors
+def logs(
+    job: Annotated[str, typer.Argument(help="Job id or name.")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")] = False,
+) -> None:
+    """A job's log (metrics rows and errors)."""
+    from jepa_platform.runners import refresh
+    from jepa_platform.runners.jobstore import TERMINAL, JobStore
+
+    store = JobStore()
+    record = store.get(job)
+    path = store.log_path(record.id)
+    pos = 0
+    while True:
+        if path.exists():
+            with path.open() as f:
+                f.seek(pos)
+                chunk = f.read()
+                pos = f.tell()
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+        if not follow or refresh(store.get(record.id), store).status in TERMINAL:
+            if follow and path.exists():
+                sys.stdout.write(path.read_text()[pos:])
+            return
+        time.sleep(0.5)
+
+
+@app.command()
+@user_errors
+def cancel(job: Annotated[str, typer.Argument(help="Job id or name.")]) -> None:
+    """Stop a running job (its checkpoints stay; submitting it again resumes)."""
+    from jepa_platform.runners import cancel as cancel_job
+    from jepa_platform.runners.jobstore import JobStore
+
+    store = JobStore()
+    r = cancel_job(store.get(job), store)
+    out.print(f"{r.id}: {r.status}")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    out.print(f"jepa-platform {__version__}")
+
+
+@app.command()
+@user_errors
+def masks(
+    spec: SpecArg,
+    overrides: Overrides = None,
+    out_path: Annotated[Path, typer.Option("--out", help="PNG to write.")] = Path("masks.png"),
+    samples: Annotated[int, typer.Option(min=1, help="Samples drawn per mask type.")] = 3,
+    as_json: JsonOpt = False,
+) -> None:
+    """Draw sampled masks of each mask type over the token grid, with their measured ratios."""
+    from jepa_platform.masks.picture import spec_mask_picture
+
+    stats = spec_mask_picture(load(spec, overrides), out_path, samples=samples)
+    if as_json:
+        return emit_json([s.__dict__ for s in stats])
+    table = Table("mask", "context", "targets", "dropped by truncation")
+    for s in stats:
+        table.add_row(s.name, f"{s.context_ratio:.1%}", f"{s.target_ratio:.1%}", f"{s.dropped_ratio:.1%}")
+    out.print(table)
+    out.print(f"wrote {out_path}")
+
+
+@data_app.command("synthetic")
+@user_errors
+def data_synthetic(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write videos and manifests into.")],
+    videos_per_class: Annotated[int, typer.Option(min=1)] = 8,
+    frames: Annotated[int, typer.Option(min=2)] = 32,
+    size: Annotated[int, typer.Option(min=16)] = 64,
+    val_fraction: Annotated[float, typer.Option(min=0.0, max=0.9)] = 0.25,
+    seed: int = 0,
+) -> None:
+    """Write the synthetic motion/appearance video set (real H.264 mp4) with `path label` manifests."""
+    from jepa_platform.data.synthetic import CLASSES, write_synthetic_dataset
+
+    manifest = write_synthetic_dataset(out_dir, videos_per_class=videos_per_class, frames=frames, size=size,
+                                       seed=seed, val_fraction=val_fraction)
+    out.print(f"wrote {len(CLASSES)} classes x {videos_per_class} videos; manifest {manifest}")
+
+
+def main() -> None:  # pragma: no cover - console script entry
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""A small record of the jobs submitted from this machine, so `jepa list/status/logs/cancel` can find them.
+
+One JSON file per job (and its log) under the user's data directory, or `$JEPA_HOME` when set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from jepa_platform.errors import JepaError
+
+TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
+
+
+class JobNotFound(JepaError):
+    pass
+
+
+@dataclass
+class JobRecord:
+    id: str
+    name: str
+    target: str
+    job_dir: str
+    status: str = "PENDING"
+    created: float = field(default_factory=time.time)
+    ended: float | None = None
+    pid: int | None = None
+    step: int | None = None
+    steps: int | None = None
+    error: str | None = None
+    spec: dict[str, Any] = field(default_factory=dict)
+    remote_id: str | None = None  # the cluster's job id for the ray and kubernetes targets
+    address: str | None = None
+
+
+def jobs_home() -> Path:
+    home = os.environ.get("JEPA_HOME")
+    root = Path(home) if home else Path(platformdirs.user_data_dir("jepa-platform"))
+    path = root / "jobs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class JobStore:
+    def __init__(self, root: Path | None = None):
+        self.root = root or jobs_home()
+
+    def new_id(self, name: str) -> str:
+        return f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
+
+    def path(self, job_id: str) -> Path:
+        return self.root / f"{job_id}.json"
+
+    def log_path(self, job_id: str) -> Path:
+        return self.root / f"{job_id}.log"
+
+    def save(self, record: JobRecord) -> JobRecord:
+        tmp = self.path(record.id).with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(asdict(record), indent=1))
+        os.replace(tmp, self.path(record.id))
+        return record
+
+    def update(self, job_id: str, **changes: Any) -> JobRecord:
+        record = self.get(job_id)
+        for k, v in changes.items():
+            setattr(record, k, v)
+        if record.status in TERMINAL and record.ended is None:
+            record.ended = time.time()
+        return self.save(record)
+
+    def all(self) -> list[JobRecord]:
+        records = []
+        for p in self.root.glob("*.json"):
+            try:
+                records.append(JobRecord(**json.loads(p.read_text())))
+            except (ValueError, TypeError):
+                continue
+        return sorted(records, key=lambda r: r.created)
+
+    def get(self, ref: str) -> JobRecord:
+        """A job by id, or the newest job with that name."""
+        if self.path(ref).exists():
+            return JobRecord(**json.loads(self.path(ref).read_text()))
+        named = [r for r in self.all() if r.name == ref]
+        if not named:
+            raise JobNotFound(f"no job {ref!r} (see `jepa list`)")
+        return named[-1]

@@ -1,0 +1,164 @@
+"""Runner `local`: Ray started in this process, the job run by Ray Train's TorchTrainer.
+
+The laptop path is the cluster path: the same TorchTrainer, worker function and storage layout, only
+with an embedded Ray instead of a remote one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jepa_platform.errors import JepaError, TrainingError
+from jepa_platform.spec import JobSpec
+from jepa_platform.train.checkpoint import CheckpointStore, join
+from jepa_platform.train.job import CHECKPOINTS, METRICS_FILE
+from jepa_platform.train.metrics import read_metrics
+
+
+@dataclass
+class RunResult:
+    name: str
+    job_dir: str
+    status: str  # SUCCEEDED | FAILED
+    step: int
+    metrics: dict[str, Any]
+    checkpoint: str | None
+    resumed_from: int | None = None
+    error: str | None = None
+
+
+def storage_root(url: str) -> str:
+    """Ray needs an absolute local path (or a URL); relative paths are taken from the current folder."""
+    return url if "://" in url else str(Path(url).expanduser().resolve())
+
+
+def latest_step(spec: JobSpec) -> tuple[int | None, str | None]:
+    """(step, checkpoint URL) of the job's newest checkpoint, or (None, None)."""
+    store = CheckpointStore(join(storage_root(spec.job_dir), CHECKPOINTS))
+    url = store.latest()
+    if url is None:
+        return None, None
+    return int(url.rstrip("/").rsplit("_", 1)[-1]), url
+
+
+def follow_metrics(
+    url: str, on_row: Callable[[dict[str, Any]], None], stop: threading.Event, since_step: int = 0
+) -> None:
+    """Polls metrics.jsonl and hands each row past `since_step` to `on_row` until `stop` is set."""
+    seen = 0
+    while not stop.wait(0.5):
+        try:
+            rows = read_metrics(url)
+        except Exception:  # a half-written line; the next poll sees it whole
+            continue
+        for row in rows[seen:]:
+            if row.get("step", 0) > since_step:
+                on_row(row)
+        seen = max(seen, len(rows))
+
+
+class LocalRunner:
+    """Runs a job to completion on this machine through an embedded Ray."""
+
+    def submit(self, spec: JobSpec, on_row: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
+        import ray
+        from ray.train import FailureConfig, RunConfig, ScalingConfig
+        from ray.train.torch import TorchConfig, TorchTrainer
+
+        from jepa_platform.runners.worker import train_worker
+
+        resumed_from, _ = latest_step(spec)
+        spec = spec.model_copy(deep=True)
+        spec.storage.output = storage_root(spec.storage.output)
+        spec.data.train = storage_root(spec.data.train)  # workers do not share our current folder
+        if spec.data.val:
+            spec.data.val = storage_root(spec.data.val)
+        use_gpu = spec.resources.gpus_per_worker > 0
+        os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+        if not ray.is_initialized():
+            # Token auth stays on; its notice is noise on a private, in-process cluster.
+            logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
+            ray.init(
+                include_dashboard=False,
+                logging_level=logging.WARNING,
+                log_to_driver=False,
+                configure_logging=True,
+                runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning"}},
+            )
+        resources = {"CPU": spec.resources.cpus_per_worker}
+        if use_gpu:
+            resources["GPU"] = spec.resources.gpus_per_worker
+        trainer = TorchTrainer(
+            train_worker,
+            train_loop_config={"spec": spec.resolved()},
+            torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+            scaling_config=ScalingConfig(
+                num_workers=spec.resources.workers,
+                use_gpu=use_gpu,
+                resources_per_worker=resources,
+                accelerator_type=spec.resources.accelerator_type,
+            ),
+            run_config=RunConfig(
+                name=spec.name,
+                storage_path=spec.storage.output,
+                failure_config=FailureConfig(max_failures=spec.resources.max_failures),
+            ),
+        )
+        stop = threading.Event()
+        watcher = None
+        if on_row:
+            url = join(spec.job_dir, METRICS_FILE)
+            watcher = threading.Thread(target=follow_metrics, args=(url, on_row, stop, resumed_from or 0),
+                                       daemon=True)
+            watcher.start()
+        error = None
+        try:
+            trainer.fit()
+        except Exception as e:  # Ray wraps the worker's exception; keep its own message
+            error = worker_error_message(e)
+        finally:
+            time.sleep(0.6 if watcher else 0)
+            stop.set()
+            if watcher:
+                watcher.join()
+        rows = read_metrics(join(spec.job_dir, METRICS_FILE))
+        step, ckpt = latest_step(spec)
+        return RunResult(
+            spec.name, spec.job_dir, "FAILED" if error else "SUCCEEDED", rows[-1]["step"] if rows else 0,
+            rows[-1] if rows else {}, ckpt, resumed_from, error,
+        )
+
+
+def worker_error_message(exc: BaseException) -> str:
+    """The innermost user-facing error of a Ray Train failure, as one line when it is ours."""
+    seen = set()
+    stack = [exc]
+    while stack:
+        e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, JepaError):
+            return str(e)
+        for attr in ("cause", "__cause__", "__context__"):
+            inner = getattr(e, attr, None)
+            if isinstance(inner, BaseException):
+                stack.append(inner)
+        for inner in getattr(e, "worker_failures", {}).values() if hasattr(e, "worker_failures") else []:
+            stack.append(inner)
+    text = str(exc).strip().splitlines()
+    for marker in ("TrainingError", "DataError", "ConfigError"):
+        for line in text:
+            if marker in line:
+                return line.split(":", 1)[-1].strip()
+    return text[-1] if text else type(exc).__name__
+
+
+__all__ = ["LocalRunner", "RunResult", "TrainingError"]

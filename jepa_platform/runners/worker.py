@@ -1,0 +1,35 @@
+"""The function each Ray Train worker runs: the plain-PyTorch training job, with rank, device and DDP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def train_worker(config: dict[str, Any]) -> None:
+    import ray.train
+    import ray.train.torch
+    import torch
+    from torch.nn.parallel import DistributedDataParallel
+
+    from jepa_platform.spec import validate_spec
+    from jepa_platform.train.job import run_training
+
+    spec = validate_spec(config["spec"], source=f"job {config['spec'].get('name')}")
+    ctx = ray.train.get_context()
+    world_size = ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, int(spec.resources.cpus_per_worker)))
+
+    def wrap(model):
+        if world_size == 1:
+            return model
+        return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def report(row: dict[str, Any], checkpoint: str | None) -> None:
+        # Our CheckpointStore has already written the checkpoint to the job's storage; Ray Train only
+        # registers it, so a restarted worker group and `Result.checkpoint` point at the same files.
+        ckpt = ray.train.Checkpoint(checkpoint) if checkpoint else None
+        ray.train.report(row, checkpoint=ckpt, checkpoint_upload_mode=ray.train.CheckpointUploadMode.NO_UPLOAD)
+
+    run_training(spec, rank=ctx.get_world_rank(), world_size=world_size, device=device, wrap=wrap, report=report)

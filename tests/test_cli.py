@@ -1,0 +1,91 @@
+"""The `jepa` command line, without starting any job (those are in test_local_runner.py)."""
+
+import json
+
+import yaml
+from typer.testing import CliRunner
+
+from jepa_platform.cli import app
+
+runner = CliRunner()
+
+
+def spec_file(tmp_path, **changes):
+    raw = {"name": "cli-job", "data": {"train": str(tmp_path / "train.csv")}, **changes}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_validate_prints_the_resolved_spec_and_exits_zero(tmp_path):
+    result = runner.invoke(app, ["validate", str(spec_file(tmp_path)), "optim.steps=50"])
+    assert result.exit_code == 0, result.output
+    resolved = yaml.safe_load(result.stdout)
+    assert resolved["optim"]["steps"] == 50
+    assert resolved["masks"][0]["params"]["num_blocks"] == 8
+
+
+def test_spec_errors_are_one_message_with_exit_code_2(tmp_path):
+    result = runner.invoke(app, ["validate", str(spec_file(tmp_path)), "masks[1].params.num_blocks=x"])
+    assert result.exit_code == 2
+    assert "masks[1].params.num_blocks: Input should be a valid integer" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_missing_spec_file_is_a_usage_error(tmp_path):
+    result = runner.invoke(app, ["submit", str(tmp_path / "missing.yaml")])
+    assert result.exit_code == 2
+    assert "no such spec file" in result.stderr
+
+
+def test_unknown_target_is_refused_before_anything_runs(tmp_path):
+    result = runner.invoke(app, ["submit", str(spec_file(tmp_path)), "--target", "nowhere"])
+    assert result.exit_code == 2
+    assert "unknown runners kind 'nowhere'" in result.stderr
+
+
+def test_dry_run_reports_target_and_output_without_running(tmp_path):
+    path = spec_file(tmp_path, storage={"output": str(tmp_path / "runs")})
+    result = runner.invoke(app, ["submit", str(path), "--dry-run", "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["target"] == "local" and info["resume_from"] is None
+    assert info["job_dir"] == str(tmp_path / "runs" / "cli-job")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_components_lists_builtins_with_provider_and_defaults():
+    result = runner.invoke(app, ["components", "maskers", "--json"])
+    assert result.exit_code == 0
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    assert rows["multiblock"]["provider"] == "builtin"
+    assert rows["multiblock"]["params"]["num_blocks"] == 8
+    assert {"tube", "random"} <= rows.keys()
+    assert runner.invoke(app, ["components", "gadgets"]).exit_code == 2
+
+
+def test_plugins_lists_the_builtin_plugin_and_its_hooks():
+    result = runner.invoke(app, ["plugins", "--json"])
+    assert result.exit_code == 0
+    plugins = {p["name"]: p for p in json.loads(result.stdout)}
+    assert "jepa_register_maskers" in plugins["builtin"]["hooks"]
+    assert "vit" in plugins["builtin"]["components"]["backbones"]
+
+
+def test_schema_is_json_schema_of_the_spec():
+    result = runner.invoke(app, ["schema"])
+    assert result.exit_code == 0
+    schema = json.loads(result.stdout)
+    assert "optim" in schema["properties"] and "x-jepa-components" in schema
+
+
+def test_version():
+    result = runner.invoke(app, ["version"])
+    assert result.exit_code == 0 and "jepa-platform" in result.stdout
+
+
+def test_status_of_unknown_job_is_a_usage_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("JEPA_HOME", str(tmp_path))
+    result = runner.invoke(app, ["status", "nope"])
+    assert result.exit_code == 2
+    assert "no job 'nope'" in result.stderr

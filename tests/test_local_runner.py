@@ -1,0 +1,98 @@
+"""`jepa submit` on the local target: embedded Ray, Ray Train TorchTrainer, real videos."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from jepa_platform.cli import app
+from jepa_platform.train.metrics import read_metrics
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+
+def tiny_spec(tmp_path, manifest, name="job", **optim):
+    raw = {
+        "name": name,
+        "backbone": {"kind": "vit", "params": {"size": "custom", "embed_dim": 48, "depth": 2, "num_heads": 3,
+                                               "patch_size": 16}},
+        "predictor": {"kind": "vit_predictor", "params": {"embed_dim": 32, "depth": 1, "num_heads": 2}},
+        "optim": {"steps": 4, "batch_size": 2, "warmup_steps": 1, "log_every": 1, "checkpoint_every": 2, **optim},
+        "data": {"train": str(manifest), "frames": 4, "stride": 2, "resolution": 32, "loader_workers": 0},
+        "storage": {"output": str(tmp_path / "runs")},
+    }
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_submit_trains_through_ray_train_and_resubmitting_resumes(tmp_path, synthetic_dataset):
+    spec = tiny_spec(tmp_path, synthetic_dataset)
+    first = runner.invoke(app, ["submit", str(spec)])
+    assert first.exit_code == 0, first.output
+    job_dir = tmp_path / "runs" / "job"
+    assert [r["step"] for r in read_metrics(str(job_dir / "metrics.jsonl"))] == [1, 2, 3, 4]
+    assert (job_dir / "checkpoints" / "step_00000004" / "state.pt").is_file()
+    assert yaml.safe_load((job_dir / "spec.resolved.yaml").read_text())["optim"]["steps"] == 4
+
+    second = runner.invoke(app, ["submit", str(spec), "optim.steps=6"])
+    assert second.exit_code == 0, second.output
+    assert "Resuming job from step 4" in second.output
+    rows = read_metrics(str(job_dir / "metrics.jsonl"))
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+
+    third = runner.invoke(app, ["submit", str(spec), "optim.steps=6"])
+    assert third.exit_code == 0 and "already completed 6/6" in third.output
+
+    listed = runner.invoke(app, ["status", "job", "--json"])
+    assert '"SUCCEEDED"' in listed.stdout
+
+
+def test_two_workers_train_with_ddp(tmp_path, synthetic_dataset):
+    spec = tiny_spec(tmp_path, synthetic_dataset, name="ddp")
+    result = runner.invoke(app, ["submit", str(spec), "resources.workers=2", "--quiet"])
+    assert result.exit_code == 0, result.output
+    rows = read_metrics(str(tmp_path / "runs" / "ddp" / "metrics.jsonl"))
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert all(r["workers"] == 2 for r in rows)
+
+
+def test_a_failing_job_exits_1_with_the_workers_message(tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(os.urandom(2000))
+    manifest = tmp_path / "bad.csv"
+    manifest.write_text("".join(f"bad.mp4 {i % 2}\n" for i in range(6)))
+    spec = tiny_spec(tmp_path, manifest, name="broken")
+    result = runner.invoke(app, ["submit", str(spec), "--quiet"])
+    assert result.exit_code == 1
+    assert "bad.mp4" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_no_wait_job_can_be_followed_and_cancelled(tmp_path, synthetic_dataset):
+    spec = tiny_spec(tmp_path, synthetic_dataset, name="background", steps=100000, checkpoint_every=1000)
+    jepa = [sys.executable, "-m", "jepa_platform.cli"]
+    out = subprocess.run([*jepa, "submit", str(spec), "--no-wait", "--json"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        logs = subprocess.run([*jepa, "logs", "background"], capture_output=True, text=True).stdout
+        if "step=2 " in logs:
+            break
+        time.sleep(1)
+    assert "step=2 " in logs
+    status = subprocess.run([*jepa, "status", "background"], capture_output=True, text=True).stdout
+    assert "RUNNING" in status
+    cancelled = subprocess.run([*jepa, "cancel", "background"], capture_output=True, text=True)
+    assert cancelled.returncode == 0 and "CANCELLED" in cancelled.stdout
+    time.sleep(2)
+    final = subprocess.run([*jepa, "status", "background", "--json"], capture_output=True, text=True).stdout
+    assert '"CANCELLED"' in final
+    listed = subprocess.run([*jepa, "list"], capture_output=True, text=True).stdout
+    assert "background" in listed

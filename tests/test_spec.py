@@ -1,0 +1,104 @@
+import json
+
+import pytest
+import yaml
+
+from jepa_platform.spec import JobSpec, SpecError, apply_override, json_schema, load_spec, validate_spec
+
+MINIMAL = {"name": "job", "data": {"train": "train.csv"}}
+
+
+def write(tmp_path, raw):
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_defaults_are_filled_in_for_every_component():
+    spec = validate_spec(dict(MINIMAL))
+    assert spec.backbone.params["patch_size"] == 16
+    assert [m.params["num_blocks"] for m in spec.masks] == [8, 2]
+    assert spec.masks[1].params["spatial_scale"] == [0.7, 0.7]
+    assert spec.teacher.params["momentum"] == [0.998, 1.0]
+    assert spec.optim.schedule_scale == 1.25
+    assert spec.data.params == {"num_clips": 1, "max_failure_rate": 0.1}
+
+
+def test_component_param_errors_name_their_full_path():
+    raw = dict(MINIMAL, masks=[{"kind": "multiblock"}, {"kind": "multiblock", "params": {"num_blocks": "x"}}])
+    with pytest.raises(SpecError, match=r"masks\[1\]\.params\.num_blocks: Input should be a valid integer"):
+        validate_spec(raw)
+
+
+def test_unknown_params_and_kinds_are_rejected():
+    with pytest.raises(SpecError, match=r"teacher\.params\.momentun: Extra inputs are not permitted"):
+        validate_spec(dict(MINIMAL, teacher={"kind": "ema", "params": {"momentun": [0.9, 1]}}))
+    with pytest.raises(SpecError, match=r"backbone\.kind: unknown backbones kind 'vitt' \(known: .*vit"):
+        validate_spec(dict(MINIMAL, backbone={"kind": "vitt"}))
+
+
+def test_structural_errors_list_every_problem():
+    raw = {"name": "Bad Name", "optim": {"steps": 0}, "data": {}}
+    with pytest.raises(SpecError) as e:
+        validate_spec(raw)
+    text = str(e.value)
+    assert "name: Value error" in text
+    assert "optim.steps: Input should be greater than or equal to 1" in text
+    assert "data.train: Field required" in text
+
+
+def test_shapes_that_do_not_divide_are_refused_before_running():
+    with pytest.raises(SpecError, match=r"data\.resolution: must be divisible by backbone\.params\.patch_size"):
+        validate_spec(dict(MINIMAL, data={"train": "x", "resolution": 100}))
+    with pytest.raises(SpecError, match=r"data\.frames: must be divisible"):
+        validate_spec(dict(MINIMAL, data={"train": "x", "frames": 15}))
+
+
+def test_mask_scale_outside_unit_interval_is_refused_naming_the_field():
+    raw = dict(MINIMAL, masks=[{"kind": "multiblock", "params": {"spatial_scale": [0.2, 1.5]}}])
+    with pytest.raises(SpecError, match=r"masks\[0\]\.params: spatial_scale"):
+        validate_spec(raw)
+
+
+def test_overrides_are_typed_by_the_schema(tmp_path):
+    path = write(tmp_path, MINIMAL)
+    spec = load_spec(path, ["optim.steps=12", "optim.warmup_steps=2", "optim.clip_grad=null",
+                            "masks[1].params.num_blocks=3", "data.stride=2", "optim.weight_decay=[0.01, 0.1]",
+                            "name=007"])
+    assert spec.optim.steps == 12 and spec.optim.clip_grad is None
+    assert spec.masks[1].params["num_blocks"] == 3 and spec.masks[0].params["num_blocks"] == 8
+    assert spec.optim.weight_decay == (0.01, 0.1)
+    assert spec.name == "007"
+    with pytest.raises(SpecError, match=r"optim\.steps: Input should be a valid integer"):
+        load_spec(path, ["optim.steps=many"])
+    with pytest.raises(SpecError, match="expected KEY=VALUE"):
+        load_spec(path, ["optim.steps"])
+
+
+def test_override_index_syntax_accepts_dots_and_brackets():
+    raw = {"masks": [{"kind": "a"}, {"kind": "b"}]}
+    apply_override(raw, "masks.0.kind=tube")
+    apply_override(raw, "masks[1].kind=random")
+    assert [m["kind"] for m in raw["masks"]] == ["tube", "random"]
+
+
+def test_bad_yaml_and_missing_files_are_one_clear_error(tmp_path):
+    with pytest.raises(SpecError, match="no such spec file"):
+        load_spec(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(bad)
+
+
+def test_resolved_spec_round_trips():
+    spec = validate_spec(dict(MINIMAL))
+    again = validate_spec(yaml.safe_load(spec.to_yaml()))
+    assert again == spec
+
+
+def test_json_schema_covers_the_spec_and_every_component():
+    schema = json_schema()
+    json.dumps(schema)
+    assert set(JobSpec.model_fields) <= set(schema["properties"])
+    assert "num_blocks" in schema["x-jepa-components"]["maskers"]["multiblock"]["properties"]
