@@ -69,73 +69,84 @@ def submit(
     spec: SpecArg,
     overrides: Overrides = None,
     target: Annotated[str | None, typer.Option(help="local | ray | k8s (default: the spec's target).")] = None,
+    stage: Annotated[str | None, typer.Option(help="Run only this stage of a pipeline spec.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and show what would run.")] = False,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the job to its end.")] = True,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a job: validate the spec, then train on the chosen target (resuming a job of the same name)."""
-    from jepa_platform.runners import resolve_target
+    from jepa_platform.runners import resolve_target, select_stages
     from jepa_platform.runners import submit as submit_job
     from jepa_platform.runners.local import latest_step
 
     job = load(spec, overrides)
     tgt = resolve_target(job, target)
-    step, ckpt = latest_step(job)
+    stages = select_stages(job, stage)
     if dry_run:
+        plan = [{"stage": s.name, "job_dir": s.job_dir, "steps": s.optim.steps, "resume_from": latest_step(s)[0]}
+                for s in stages]
         if as_json:
-            emit_json({"target": tgt, "job_dir": job.job_dir, "resume_from": step, "spec": job.resolved()})
+            emit_json({"target": tgt, "job_dir": job.job_dir, "resume_from": plan[0]["resume_from"],
+                       "stages": plan, "spec": job.resolved()})
         else:
-            out.print(f"[green]valid[/] {job.name}: target {tgt}, output {job.job_dir}"
-                      + (f", would resume from step {step}" if step else ""))
+            for p in plan:
+                out.print(f"[green]valid[/] {p['stage']}: target {tgt}, {p['steps']} steps, output {p['job_dir']}"
+                          + (f", would resume from step {p['resume_from']}" if p["resume_from"] else ""))
         return
-    if step is not None and step >= job.optim.steps:
-        msg = f"{job.name} already completed {step}/{job.optim.steps} steps ({ckpt}); nothing to do"
-        emit_json({"name": job.name, "status": "SUCCEEDED", "step": step}) if as_json else out.print(msg)
-        return
-    if step is not None and not (quiet or as_json):
-        out.print(f"Resuming [bold]{job.name}[/] from step {step} ({ckpt})")
-    elif not (quiet or as_json):
-        out.print(f"Starting [bold]{job.name}[/] on {tgt}: {job.optim.steps} steps, output {job.job_dir}")
-    show = wait and not (quiet or as_json) and tgt == "local"
-    with progress_bar(job.optim.steps, step or 0, enabled=show) as on_row:
-        record = submit_job(job, target=tgt, wait=wait, on_row=on_row)
+    show = not (quiet or as_json)
+    with StageProgress(enabled=show and wait and tgt == "local") as progress:
+        record = submit_job(job, target=tgt, stage=stage, wait=wait, on_row=progress.on_row,
+                            on_stage=progress.on_stage if show else None)
     if as_json:
         emit_json(record.__dict__ | {"spec": None})
     elif not wait:
         out.print(f"Submitted {record.id} (pid {record.pid}); follow with `jepa logs {record.id} --follow`")
     elif record.status == "SUCCEEDED":
-        out.print(f"[green]done[/] {job.name}: step {record.step}, outputs in {job.job_dir}")
+        out.print(f"[green]done[/] {job.name}: outputs in {job.job_dir}")
     else:
         err.print(f"[bold red]error:[/] job {record.id} {record.status.lower()}: {record.error}", highlight=False)
     if wait and record.status != "SUCCEEDED":
         raise typer.Exit(1)
 
 
-class progress_bar:
-    """A rich progress bar fed with metrics rows (step, loss, clips/s, ETA); a no-op when disabled."""
+class StageProgress:
+    """Progress bars fed with metrics rows (step, loss, clips/s, ETA), one per stage; quiet when disabled."""
 
-    def __init__(self, total: int, start: int, enabled: bool):
-        self.enabled, self.total, self.start = enabled, total, start
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.progress: Progress | None = None
+        self.task = None
 
-    def __enter__(self):
-        if not self.enabled:
-            return None
-        self.progress = Progress(
-            TextColumn("[bold]step {task.completed}/{task.total}"), BarColumn(),
-            TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]} clips/s"),
-            TextColumn("ETA"), TimeRemainingColumn(), console=out, transient=False,
-        )
-        self.progress.start()
-        self.task = self.progress.add_task("train", total=self.total, completed=self.start, loss="-", speed="-")
-        return self.on_row
+    def __enter__(self) -> StageProgress:
+        if self.enabled:
+            self.progress = Progress(
+                TextColumn("[bold]{task.description}"), TextColumn("step {task.completed}/{task.total}"),
+                BarColumn(), TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]} clips/s"),
+                TextColumn("ETA"), TimeRemainingColumn(), console=out,
+            )
+            self.progress.start()
+        return self
+
+    def on_stage(self, spec, event: str, step: int | None) -> None:
+        if event == "skipped":
+            out.print(f"{spec.name} already completed {step}/{spec.optim.steps} steps; skipped")
+            return
+        if event == "resuming":
+            out.print(f"Resuming {spec.name} from step {step} ({spec.job_dir}/checkpoints)")
+        else:
+            out.print(f"Starting {spec.name}: {spec.optim.steps} steps, output {spec.job_dir}")
+        if self.progress:
+            self.task = self.progress.add_task(spec.name, total=spec.optim.steps, completed=step or 0,
+                                               loss="-", speed="-")
 
     def on_row(self, row: dict[str, Any]) -> None:
-        self.progress.update(self.task, completed=row["step"], loss=f"{row['loss']:.4f}",
-                             speed=f"{row.get('clips_per_s', 0):.1f}")
+        if self.progress and self.task is not None:
+            self.progress.update(self.task, completed=row["step"], loss=f"{row['loss']:.4f}",
+                                 speed=f"{row.get('clips_per_s', 0):.1f}")
 
-    def __exit__(self, *exc):
-        if self.enabled:
+    def __exit__(self, *exc) -> bool:
+        if self.progress:
             self.progress.stop()
         return False
 
@@ -189,7 +200,7 @@ def components(
 ) -> None:
     """Registered components: name, provider, params with defaults."""
     from jepa_platform.plugins.manager import get_plugins
-    from jepa_platform.plugins.registry import FAMILIES
+    from jepa_platform.plugins.registries import FAMILIES
 
     regs = get_plugins().registries
     if family and family not in regs:

@@ -13,11 +13,11 @@ from typing import Any, Literal
 
 import fsspec
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from jepa_platform.errors import ConfigError, JepaError
 from jepa_platform.plugins.manager import registry
-from jepa_platform.plugins.registry import PluginError
+from jepa_platform.plugins.registries import PluginError
 from jepa_platform.train.checkpoint import join
 from jepa_platform.train.config import OptimConfig
 
@@ -41,7 +41,9 @@ def multiblock(num_blocks: int, scale: float) -> ComponentSpec:
 
 class DataSpec(Strict):
     dataset: str = Field("video", description="Registered dataset kind.")
-    train: str = Field(description="Training manifest (`path label` CSV) or folder of videos; any fsspec URL.")
+    train: str | None = Field(
+        None, description="Training manifest (`path label` CSV) or folder of videos; any fsspec URL."
+    )
     val: str | None = None
     frames: int = Field(16, ge=1)
     stride: int = Field(4, ge=1)
@@ -79,6 +81,12 @@ class JobSpec(Strict):
     resources: ResourcesSpec = ResourcesSpec()
     storage: StorageSpec = StorageSpec()
     target: Literal["local", "ray", "kubernetes"] = "local"
+    stages: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Pipeline stages, run in order as one job. Each has a unique `name` and overrides this spec's "
+        "fields (mappings merge, lists replace); `stage:NAME` in params refers to an earlier stage's checkpoints.",
+    )
+    _pipeline: list[JobSpec] = PrivateAttr(default_factory=list)
 
     @field_validator("name")
     @classmethod
@@ -97,6 +105,10 @@ class JobSpec(Strict):
     @property
     def job_dir(self) -> str:
         return join(self.storage.output, self.name)
+
+    def pipeline(self) -> list[JobSpec]:
+        """The stages to run, in order: the expanded `stages`, or this spec alone when it has none."""
+        return list(self._pipeline) if self.stages else [self]
 
     def components(self) -> list[tuple[str, str, ComponentSpec]]:
         """(path, family, spec) of every component the job names."""
@@ -195,11 +207,26 @@ def read_yaml(url: str) -> dict[str, Any]:
 
 
 def validate_spec(raw: dict[str, Any], source: str = "spec") -> JobSpec:
-    """Validates structure, then each component's params with its own model (filling defaults)."""
+    """Validates structure, then each component's params with its own model (filling defaults);
+    a pipeline's stages are expanded and validated the same way, errors prefixed `stages[i].`."""
+    base_raw = {k: v for k, v in raw.items() if k != "stages"}
+    spec = validate_one(base_raw, source)
+    stages = raw.get("stages") or []
+    if not stages:
+        return spec
+    spec.stages = stages
+    spec._pipeline = expand_stages(base_raw, spec, stages, source)
+    return spec
+
+
+def validate_one(raw: dict[str, Any], source: str, where: str = "") -> JobSpec:
+    def fail(problems: list[str]) -> SpecError:
+        return SpecError(f"{source} is invalid:\n  " + "\n  ".join(problems))
+
     try:
         spec = JobSpec.model_validate(raw)
     except ValidationError as e:
-        raise SpecError(f"{source} is invalid:\n  " + "\n  ".join(error_lines(e))) from None
+        raise fail(error_lines(e, where)) from None
     problems: list[str] = []
     for path, family, comp in spec.components():
         kind_path = "data.dataset" if family == "datasets" else f"{path}.kind"
@@ -207,27 +234,76 @@ def validate_spec(raw: dict[str, Any], source: str = "spec") -> JobSpec:
         try:
             component = registry(family).get(comp.kind)
         except PluginError as e:
-            problems.append(f"{kind_path}: {e}")
+            problems.append(f"{format_loc((kind_path,), where)}: {e}")
             continue
         try:
             params = component.config.model_validate(comp.params).model_dump(mode="json")
         except ValidationError as e:
-            problems += error_lines(e, params_path)
+            problems += error_lines(e, format_loc((params_path,), where))
             continue
         if family == "datasets":
             spec.data.params = params
         else:
             comp.params = params
     if not problems:
-        problems += cross_checks(spec)
+        problems += [format_loc((p,), where) for p in cross_checks(spec)]
     if problems:
-        raise SpecError(f"{source} is invalid:\n  " + "\n  ".join(problems))
+        raise fail(problems)
     return spec
+
+
+STAGE_REF = "stage:"
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in override.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def resolve_stage_refs(node: Any, done: dict[str, JobSpec], where: str, problems: list[str]) -> Any:
+    """Replaces `stage:NAME` strings by the checkpoints folder of the earlier stage NAME."""
+    if isinstance(node, dict):
+        return {k: resolve_stage_refs(v, done, f"{where}.{k}", problems) for k, v in node.items()}
+    if isinstance(node, list):
+        return [resolve_stage_refs(v, done, f"{where}[{i}]", problems) for i, v in enumerate(node)]
+    if isinstance(node, str) and node.startswith(STAGE_REF):
+        name = node[len(STAGE_REF):]
+        if name not in done:
+            problems.append(f"{where}: {node!r} must name an earlier stage (earlier: {', '.join(done) or 'none'})")
+            return node
+        return join(done[name].job_dir, "checkpoints")
+    return node
+
+
+def expand_stages(base_raw: dict[str, Any], base: JobSpec, stages: list[Any], source: str) -> list[JobSpec]:
+    done: dict[str, JobSpec] = {}
+    for i, stage in enumerate(stages):
+        where = f"stages[{i}]"
+        if not isinstance(stage, dict) or not isinstance(stage.get("name"), str):
+            raise SpecError(f"{source} is invalid:\n  {where}.name: every stage needs a name")
+        fixed = sorted({"name", "stages", "storage", "target"} & (stage.keys() - {"name"}))
+        if fixed:
+            raise SpecError(f"{source} is invalid:\n  {where}: {', '.join(fixed)} can only be set for the whole job")
+        if stage["name"] in done:
+            raise SpecError(f"{source} is invalid:\n  {where}.name: stage {stage['name']!r} appears twice")
+        problems: list[str] = []
+        overrides = resolve_stage_refs({k: v for k, v in stage.items() if k != "name"}, done, where, problems)
+        if problems:
+            raise SpecError(f"{source} is invalid:\n  " + "\n  ".join(problems))
+        merged = deep_merge(base_raw, overrides)
+        merged["name"] = stage["name"]
+        merged["storage"] = {"output": base.job_dir}  # each stage gets its own folder inside the job's
+        done[stage["name"]] = validate_one(merged, source, where)
+    return list(done.values())
 
 
 def cross_checks(spec: JobSpec) -> list[str]:
     """Constraints between fields: shapes that must divide, maskers that must build."""
     problems = []
+    if spec.data.dataset == "video" and not spec.data.train:
+        problems.append("data.train: a manifest or folder of videos is required by dataset 'video'")
     p = spec.backbone.params
     if "patch_size" in p and spec.data.resolution % p["patch_size"]:
         problems.append(

@@ -131,3 +131,16 @@ def test_metrics_rows_past_the_resumed_step_are_dropped(tmp_path):
         log.log({"step": s})
     MetricsLog(url, resume_step=3)
     assert [r["step"] for r in read_metrics(url)] == [1, 2, 3]
+
+
+def test_metrics_rows_carry_schedules_throughput_and_tensorboard_events(tmp_path):
+    trainer = make_trainer(tmp_path, steps=3)
+    trainer.metrics = MetricsLog(str(tmp_path / "metrics.jsonl"), tensorboard_dir=str(tmp_path / "tb"))
+    trainer.fit()
+    rows = read_metrics(str(tmp_path / "metrics.jsonl"))
+    last = rows[-1]
+    assert {"loss", "loss_mask0", "loss_mask1", "lr", "wd", "momentum", "clips_per_s", "data_wait_frac",
+            "samples_seen", "grad_norm"} <= last.keys()
+    assert last["samples_seen"] == 3 * 2
+    assert 0.998 < last["momentum"] < 1.0
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))

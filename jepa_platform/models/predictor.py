@@ -8,7 +8,12 @@ import torch.nn as nn
 from jepa_platform.errors import ConfigError
 from jepa_platform.models.pos_embed import resample_pos_embed, sincos_3d
 from jepa_platform.models.tokens import gather_tokens
-from jepa_platform.models.vit import build_blocks, init_transformer_weights, rescale_residual_branches, run_blocks
+from jepa_platform.models.vit import (
+    build_blocks,
+    init_transformer_weights,
+    rescale_residual_branches,
+    run_blocks,
+)
 
 
 class Predictor(nn.Module):

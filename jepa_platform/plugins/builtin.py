@@ -123,9 +123,25 @@ def build_ema(params: EmaParams, *, student, steps: int, schedule_scale: float, 
     return EmaTeacher(student, steps=steps, momentum=params.momentum, schedule_scale=schedule_scale)
 
 
+class PixelParams(Params):
+    norm_pix: bool = Field(True, description="Normalise each token's pixels by its own mean and std.")
+    loss: Literal["mse", "l1"] = "mse"
+    decoder_dim: int = Field(384, ge=1)
+    decoder_depth: int = Field(4, ge=1)
+    decoder_heads: int = Field(6, ge=1)
+
+
+def build_pixel(params: PixelParams, *, student, **_):
+    """Masked pixel reconstruction with a light VideoMAE-style decoder (SALT stage 1)."""
+    from jepa_platform.teachers.pixel import PixelTeacher
+
+    return PixelTeacher(student.tubelet_size, student.patch_size, **params.model_dump())
+
+
 @hookimpl
 def jepa_register_teachers(register):
     register("ema", build_ema, EmaParams)
+    register("pixel", build_pixel, PixelParams)
 
 
 # -- datasets ----------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The whole plugin API: one hook per component family, each handed a `register` callback.
 
-A plugin module implements any of these with `@jepa_platform.hookimpl` and calls
+A plugin module implements any of these with `@jepa_platform.plugins.hookimpl` and calls
 `register(name, factory, config=ParamsModel, description=...)` once per component it provides.
 """
 

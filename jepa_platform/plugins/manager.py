@@ -12,7 +12,7 @@ from typing import Any
 import pluggy
 
 from jepa_platform.plugins import hookspecs
-from jepa_platform.plugins.registry import FAMILIES, PluginError, Registry
+from jepa_platform.plugins.registries import FAMILIES, PluginError, Registry
 
 ENTRY_POINT_GROUP = "jepa_platform"
 DISABLE_ENV = "JEPA_DISABLE_PLUGINS"

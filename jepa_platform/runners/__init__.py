@@ -9,8 +9,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from jepa_platform.errors import ConfigError
 from jepa_platform.plugins.manager import registry
 from jepa_platform.runners.jobstore import TERMINAL, JobRecord, JobStore
+from jepa_platform.runners.local import RunResult, latest_step
 from jepa_platform.spec import JobSpec
 from jepa_platform.train.checkpoint import join
 from jepa_platform.train.job import METRICS_FILE
@@ -23,21 +25,64 @@ def resolve_target(spec: JobSpec, target: str | None) -> str:
     return TARGET_ALIASES.get(target or spec.target, target or spec.target)
 
 
+StageEvent = Callable[[JobSpec, str, "int | None"], None]
+
+
+def select_stages(spec: JobSpec, stage: str | None) -> list[JobSpec]:
+    stages = spec.pipeline()
+    if stage is None:
+        return stages
+    chosen = [s for s in stages if s.name == stage]
+    if not chosen or not spec.stages:
+        names = ", ".join(s.name for s in stages) if spec.stages else "none: the spec has no stages"
+        raise ConfigError(f"--stage: no stage {stage!r} in {spec.name} (stages: {names})")
+    return chosen
+
+
+def run_stages(
+    spec: JobSpec,
+    runner: Any,
+    *,
+    stage: str | None = None,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
+    on_stage: StageEvent | None = None,
+) -> list[RunResult]:
+    """Runs the job's stages in order: a completed stage is skipped, a started one resumes, a failure stops."""
+    results = []
+    for s in select_stages(spec, stage):
+        step, ckpt = latest_step(s)
+        if step is not None and step >= s.optim.steps:
+            if on_stage:
+                on_stage(s, "skipped", step)
+            results.append(RunResult(s.name, s.job_dir, "SUCCEEDED", step, {}, ckpt, step))
+            continue
+        if on_stage:
+            on_stage(s, "resuming" if step else "starting", step)
+        result = runner.submit(s, on_row=on_row)
+        results.append(result)
+        if result.status != "SUCCEEDED":
+            break
+    return results
+
+
 def submit(
     spec: JobSpec,
     *,
     target: str | None = None,
+    stage: str | None = None,
     wait: bool = True,
     on_row: Callable[[dict[str, Any]], None] | None = None,
+    on_stage: StageEvent | None = None,
     store: JobStore | None = None,
 ) -> JobRecord:
     """Run (or, with wait=False, start) the job; returns its record, final when waited for."""
     store = store or JobStore()
     target = resolve_target(spec, target)
     runner = registry("runners").get(target).build({})
+    stages = select_stages(spec, stage)
     record = store.save(
         JobRecord(store.new_id(spec.name), spec.name, target, spec.job_dir, spec=spec.resolved(),
-                  steps=spec.optim.steps)
+                  steps=sum(s.optim.steps for s in stages), stage=stage)
     )
     if not wait:
         return start_detached(record, store)
@@ -50,17 +95,28 @@ def submit(
         if on_row:
             on_row(row)
 
+    def log_stage(s: JobSpec, event: str, step: int | None) -> None:
+        log.write(f"stage {s.name}: {event}" + (f" at step {step}" if step else "") + "\n")
+        log.flush()
+        if on_stage:
+            on_stage(s, event, step)
+
     try:
-        result = runner.submit(spec, on_row=log_row)
+        results = run_stages(spec, runner, stage=stage, on_row=log_row, on_stage=log_stage)
     except BaseException as e:
         store.update(record.id, status="CANCELLED" if isinstance(e, KeyboardInterrupt) else "FAILED", error=str(e))
         raise
     finally:
         log.close()
-    if result.error:
+    return finish(record, results, store)
+
+
+def finish(record: JobRecord, results: list[RunResult], store: JobStore) -> JobRecord:
+    last = results[-1]
+    if last.error:
         with store.log_path(record.id).open("a") as f:
-            f.write(f"error: {result.error}\n")
-    return store.update(record.id, status=result.status, step=result.step, error=result.error)
+            f.write(f"error: {last.error}\n")
+    return store.update(record.id, status=last.status, step=sum(r.step for r in results), error=last.error)
 
 
 def start_detached(record: JobRecord, store: JobStore) -> JobRecord:

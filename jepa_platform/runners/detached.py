@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from jepa_platform.plugins.manager import registry
+from jepa_platform.runners import finish, run_stages
 from jepa_platform.runners.jobstore import JobStore
 from jepa_platform.spec import validate_spec
 from jepa_platform.train.metrics import format_row
@@ -14,19 +15,22 @@ from jepa_platform.train.metrics import format_row
 def main(job_id: str, root: str) -> int:
     store = JobStore(Path(root))
     record = store.get(job_id)
-    spec = validate_spec(record.spec, source=f"job {job_id}")
-    runner = registry("runners").get(record.target).build({})
     try:
-        result = runner.submit(spec, on_row=lambda row: print(format_row(row), flush=True))
+        spec = validate_spec(record.spec, source=f"job {job_id}")
+        runner = registry("runners").get(record.target).build({})
+        results = run_stages(
+            spec, runner, stage=record.stage,
+            on_row=lambda row: print(format_row(row), flush=True),
+            on_stage=lambda s, event, step: print(f"stage {s.name}: {event}" + (f" at step {step}" if step else ""),
+                                                  flush=True),
+        )
     except Exception as e:
         store.update(job_id, status="FAILED", error=str(e))
         print(f"error: {e}", flush=True)
         return 1
-    if result.error:
-        print(f"error: {result.error}", flush=True)
     if store.get(job_id).status != "CANCELLED":
-        store.update(job_id, status=result.status, step=result.step, error=result.error)
-    return 0 if result.status == "SUCCEEDED" else 1
+        record = finish(record, results, store)
+    return 0 if results[-1].status == "SUCCEEDED" else 1
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ class JobRecord:
     spec: dict[str, Any] = field(default_factory=dict)
     remote_id: str | None = None  # the cluster's job id for the ray and kubernetes targets
     address: str | None = None
+    stage: str | None = None  # only this stage of a pipeline
 
 
 def jobs_home() -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F

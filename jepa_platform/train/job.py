@@ -22,6 +22,7 @@ from jepa_platform.train.metrics import MetricsLog
 SPEC_FILE = "spec.resolved.yaml"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
+TENSORBOARD = "tensorboard"
 
 
 def build_trainer(
@@ -42,10 +43,13 @@ def build_trainer(
     teacher = registry("teachers").get(spec.teacher.kind).build(
         spec.teacher.params, student=encoder, steps=spec.optim.steps, schedule_scale=spec.optim.schedule_scale
     )
-    predictor = registry("predictors").get(spec.predictor.kind).build(
-        spec.predictor.params, embed_dim=encoder.embed_dim, grid=encoder.grid,
-        target_dim=teacher.target_dim, num_mask_tokens=len(spec.masks),
-    )
+    if hasattr(teacher, "make_predictor"):  # a teacher with its own head (the pixel decoder)
+        predictor = teacher.make_predictor(encoder, num_mask_tokens=len(spec.masks))
+    else:
+        predictor = registry("predictors").get(spec.predictor.kind).build(
+            spec.predictor.params, embed_dim=encoder.embed_dim, grid=encoder.grid,
+            target_dim=teacher.target_dim, num_mask_tokens=len(spec.masks),
+        )
     maskers = [registry("maskers").get(m.kind).build(m.params) for m in spec.masks]
     dataset = registry("datasets").get(data.dataset).build(data.params, data=data, source=data.train, train=True)
     store = CheckpointStore(join(spec.job_dir, CHECKPOINTS), keep=spec.optim.keep_checkpoints)
@@ -65,6 +69,7 @@ def run_training(spec: JobSpec, **kwargs: Any) -> dict[str, Any]:
     resumed = trainer.resume()
     if trainer.rank == 0:
         write_bytes_atomic(join(spec.job_dir, SPEC_FILE), spec.to_yaml().encode())
-        trainer.metrics = MetricsLog(join(spec.job_dir, METRICS_FILE), resume_step=resumed or 0)
+        trainer.metrics = MetricsLog(join(spec.job_dir, METRICS_FILE), resume_step=resumed or 0,
+                                     tensorboard_dir=join(spec.job_dir, TENSORBOARD))
     row = trainer.fit()
     return {"resumed_from": resumed, **row, "step": trainer.progress.step}

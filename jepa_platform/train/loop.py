@@ -216,14 +216,22 @@ class Trainer:
         row: dict[str, Any] = {}
         if self.progress.step >= until:
             return row
-        t0, clips_seen = time.perf_counter(), 0
-        for batch in self.batches():
+        t0, clips_seen, data_wait = time.perf_counter(), 0, 0.0
+        batches = self.batches()
+        while True:
+            waited = time.perf_counter()
+            batch = next(batches)
+            data_wait += time.perf_counter() - waited
             metrics = self.train_step(batch["clip"])
             clips_seen += batch["clip"].shape[0] * self.world_size
             step = self.progress.step
             row = {"step": step, "epoch": self.progress.epoch, "workers": self.world_size, **metrics}
+            if hasattr(self.teacher, "momentum"):
+                row["momentum"] = self.teacher.momentum(step)
             elapsed = time.perf_counter() - t0
             row["clips_per_s"] = clips_seen / elapsed if elapsed > 0 else math.nan
+            row["data_wait_frac"] = data_wait / elapsed if elapsed > 0 else 0.0
+            row["samples_seen"] = step * self.cfg.batch_size * self.world_size
             if self.on_step:
                 self.on_step(row)
             done = step >= until

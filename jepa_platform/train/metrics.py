@@ -15,10 +15,16 @@ class MetricsLog:
     """Appends on a local disk; object stores cannot append, so there the whole file is rewritten on flush.
 
     On resume, rows past the resumed step are dropped so the file reads as one uninterrupted run.
+    With `tensorboard_dir` (local paths only) every numeric field is also written as a TensorBoard scalar.
     """
 
-    def __init__(self, url: str, resume_step: int | None = None):
+    def __init__(self, url: str, resume_step: int | None = None, tensorboard_dir: str | None = None):
         self.url = url
+        self.writer = None
+        if tensorboard_dir and "://" not in tensorboard_dir:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(tensorboard_dir, purge_step=(resume_step or 0) + 1)
         self.fs, self.path = fsspec.core.url_to_fs(url)
         self.local = isinstance(self.fs, LocalFileSystem)
         self.rows: list[str] = []
@@ -35,8 +41,14 @@ class MetricsLog:
             self.fs.makedirs(self.fs._parent(self.path), exist_ok=True)
             with open(self.path, "a") as f:
                 f.write(line + "\n")
+        if self.writer:
+            for key, value in row.items():
+                if key != "step" and isinstance(value, int | float):
+                    self.writer.add_scalar(f"train/{key}", value, global_step=row.get("step"))
 
     def flush(self) -> None:
+        if self.writer:
+            self.writer.flush()
         if not self.local:
             write_bytes_atomic(self.url, "".join(r + "\n" for r in self.rows).encode())
 
