@@ -52,6 +52,8 @@ class DataSpec(Strict):
     seed: int = 0
     params: dict[str, Any] = Field(default_factory=dict, description="Validated by the dataset kind's model.")
 
+    _absolute = field_validator("train", "val")(classmethod(lambda cls, v: absolute_local(v)))
+
 
 class ResourcesSpec(Strict):
     workers: int = Field(1, ge=1, description="Ray Train workers (one process, one GPU each on GPU pools).")
@@ -61,8 +63,18 @@ class ResourcesSpec(Strict):
     max_failures: int = Field(0, ge=-1, description="Worker-group restarts Ray Train may make (-1: unlimited).")
 
 
+def absolute_local(url: str | None) -> str | None:
+    """Local paths are taken from the current folder and made absolute, so that workers in other
+    folders (Ray Train workers, later stages) find the same files; URLs are left as they are."""
+    if url is None or "://" in url:
+        return url
+    return str(Path(url).expanduser().resolve())
+
+
 class StorageSpec(Strict):
     output: str = Field("./runs", description="Output root: a local path, s3:// or gs:// URL.")
+
+    _absolute = field_validator("output")(classmethod(lambda cls, v: absolute_local(v)))
 
 
 NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")

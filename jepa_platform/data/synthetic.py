@@ -133,3 +133,32 @@ def render_video(name: str, frames: int, size: int, rng: np.random.Generator) ->
         image[inside] = colour
         video[k] = np.clip(image, 0, 255).astype(np.uint8)
     return video
+
+
+def ensure_synthetic_dataset(
+    cache_dir: str | Path | None = None,
+    videos_per_class: int = 8,
+    frames: int = 32,
+    size: int = 64,
+    seed: int = 0,
+    val_fraction: float = 0.25,
+) -> Path:
+    """The manifest of a synthetic set with these settings, written on first use into a cache folder.
+
+    The folder is keyed by the settings, so different settings never share files; a lock makes
+    concurrent workers (Ray Train, DataLoader processes) write it once and the others wait.
+    """
+    import platformdirs
+    from filelock import FileLock
+
+    root = Path(cache_dir) if cache_dir else Path(platformdirs.user_cache_dir("jepa-platform")) / "synthetic"
+    folder = root / f"v{videos_per_class}-f{frames}-s{size}-seed{seed}-val{val_fraction:g}"
+    done = folder / ".complete"
+    if done.exists():
+        return folder / "train.csv"
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        if not done.exists():
+            write_synthetic_dataset(folder, videos_per_class, frames, size, seed=seed, val_fraction=val_fraction)
+            done.touch()
+    return folder / "train.csv"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from jepa_platform.plugins.hookspecs import hookimpl
 
@@ -138,10 +138,62 @@ def build_pixel(params: PixelParams, *, student, **_):
     return PixelTeacher(student.tubelet_size, student.patch_size, **params.model_dump())
 
 
+class BackboneParams(Params):
+    kind: str = Field("vit", description="Registered backbone kind.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Validated by that backbone's own model.")
+
+
+class FrozenParams(Params):
+    checkpoint: str = Field(
+        description="Encoder weights, any fsspec URL: a jepa-platform job or checkpoints folder (follows 'latest'), "
+        "a step_N folder or state.pt, or an official V-JEPA .pth file; `stage:NAME` in a pipeline."
+    )
+    key: Literal["auto", "teacher", "student", "target_encoder", "encoder"] = Field(
+        "auto", description="Which encoder: auto takes the teacher's / target encoder when saved, else the student's."
+    )
+    backbone: BackboneParams | None = Field(
+        None, description="The teacher's architecture, matching the checkpoint (SALT: may be smaller than the "
+        "student); default: the student's."
+    )
+
+    @field_validator("backbone")
+    @classmethod
+    def _backbone_params(cls, v: BackboneParams | None) -> BackboneParams | None:
+        """Checks (and fills the defaults of) the teacher backbone's params with its kind's own model."""
+        if v is None:
+            return v
+        from jepa_platform.plugins import PluginError, registry
+
+        try:
+            config = registry("backbones").get(v.kind).config
+            params = config.model_validate(v.params).model_dump(mode="json")
+        except PluginError as e:
+            raise ValueError(str(e)) from None
+        except ValidationError as e:
+            problems = [f"params.{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()]
+            raise ValueError("; ".join(problems)) from None
+        return BackboneParams(kind=v.kind, params=params)
+
+
+def build_frozen(params: FrozenParams, *, student, **_):
+    """A pretrained encoder loaded from a checkpoint and never updated (SALT stage 2)."""
+    import copy
+
+    from jepa_platform.plugins import registry
+    from jepa_platform.teachers.frozen import FrozenTeacher, clip_size
+
+    if params.backbone is None:
+        backbone = copy.deepcopy(student)
+    else:
+        backbone = registry("backbones").get(params.backbone.kind).build(params.backbone.params, **clip_size(student))
+    return FrozenTeacher.from_checkpoint(backbone, params.checkpoint, key=params.key, student=student)
+
+
 @hookimpl
 def jepa_register_teachers(register):
     register("ema", build_ema, EmaParams)
     register("pixel", build_pixel, PixelParams)
+    register("frozen", build_frozen, FrozenParams)
 
 
 # -- datasets ----------------------------------------------------------------------------------------
@@ -160,9 +212,30 @@ def build_video_dataset(params: VideoDatasetParams, *, data, source: str, train:
     )
 
 
+class SyntheticDatasetParams(VideoDatasetParams):
+    videos_per_class: int = Field(8, ge=1)
+    video_frames: int = Field(32, ge=2, description="Frames per generated video.")
+    size: int = Field(64, ge=16, description="Generated frame size in pixels (even).")
+    seed: int = 0
+    cache_dir: str | None = Field(None, description="Default: the user cache folder.")
+
+
+def build_synthetic_dataset(params: SyntheticDatasetParams, *, data, source: str | None = None, train: bool = True):
+    """Moving-shape videos (class = motion or appearance), generated on first use into a cache folder."""
+    from jepa_platform.data.synthetic import ensure_synthetic_dataset
+
+    manifest = ensure_synthetic_dataset(params.cache_dir, params.videos_per_class, params.video_frames, params.size,
+                                        params.seed)
+    if not train:
+        manifest = manifest.with_name("val.csv")
+    video = VideoDatasetParams(num_clips=params.num_clips, max_failure_rate=params.max_failure_rate)
+    return build_video_dataset(video, data=data, source=str(manifest), train=train)
+
+
 @hookimpl
 def jepa_register_datasets(register):
     register("video", build_video_dataset, VideoDatasetParams)
+    register("synthetic", build_synthetic_dataset, SyntheticDatasetParams)
 
 
 # -- runners -----------------------------------------------------------------------------------------

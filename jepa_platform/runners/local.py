@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from jepa_platform.errors import JepaError, TrainingError
@@ -34,14 +33,9 @@ class RunResult:
     error: str | None = None
 
 
-def storage_root(url: str) -> str:
-    """Ray needs an absolute local path (or a URL); relative paths are taken from the current folder."""
-    return url if "://" in url else str(Path(url).expanduser().resolve())
-
-
 def latest_step(spec: JobSpec) -> tuple[int | None, str | None]:
     """(step, checkpoint URL) of the job's newest checkpoint, or (None, None)."""
-    store = CheckpointStore(join(storage_root(spec.job_dir), CHECKPOINTS))
+    store = CheckpointStore(join(spec.job_dir, CHECKPOINTS))
     url = store.latest()
     if url is None:
         return None, None
@@ -75,11 +69,6 @@ class LocalRunner:
         from jepa_platform.runners.worker import train_worker
 
         resumed_from, _ = latest_step(spec)
-        spec = spec.model_copy(deep=True)
-        spec.storage.output = storage_root(spec.storage.output)
-        spec.data.train = storage_root(spec.data.train)  # workers do not share our current folder
-        if spec.data.val:
-            spec.data.val = storage_root(spec.data.val)
         use_gpu = spec.resources.gpus_per_worker > 0
         os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
         if not ray.is_initialized():

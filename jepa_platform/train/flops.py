@@ -12,7 +12,7 @@ backward, and the head's (predictor or pixel decoder) forward and backward. Forw
 the counter's per-module counts. Backward FLOPs are not: torch's module tracker brackets a module's
 backward by the gradients of its outputs and inputs, and with one encoder call returning one output per
 mask and the predictor called once per mask the brackets overlap, so per-module backward counts neither
-add up nor land where they belong (a two-mask step: encoder + predictor rows cover 87% of the total).
+add up nor land where they belong (a tiny two-mask step: the encoder and predictor rows add up to 87% of the total).
 Instead the backward runs as two `autograd.grad` passes, loss -> head parameters and encoder outputs,
 then encoder outputs -> encoder parameters, each under its own counter. Together they do exactly the
 work of `loss.backward()` (tests check the sum), and neither touches `.grad`.
@@ -31,7 +31,6 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from jepa_platform.masks.base import Masks
@@ -43,6 +42,7 @@ SAMPLE_BATCH = 2
 """Clips per step that `estimate_step_flops` runs on meta; FLOPs are scaled linearly to the global batch."""
 
 IN_CHANNELS = 3
+"""Channels of the clips `estimate_step_flops` feeds the job (RGB, as the datasets give)."""
 
 
 # -- counting ------------------------------------------------------------------------------------------
@@ -78,28 +78,31 @@ def count_flops(fn: Callable[[], object]) -> int:
     return counter.get_total_flops()
 
 
-class FusedAttentionOnMeta(TorchFunctionMode):
-    """Sends SDPA on meta tensors to the CPU flash kernel, which has a meta implementation.
+@contextlib.contextmanager
+def fused_attention_on_meta() -> Iterator[None]:
+    """While active, SDPA on meta tensors runs the CPU flash kernel (which has a meta implementation).
 
     On meta, SDPA would take its math path, whose backward reuses the saved attention matrix (4 matmuls);
     the fused kernels that run on CPU and GPU (flash, efficient, cudnn) recompute it (5), and that is
-    what the counter charges them. With this mode a meta count equals a CPU or GPU count.
+    what the counter charges them. With this a meta count equals a CPU or GPU count. It swaps
+    `torch.nn.functional.scaled_dot_product_attention` (other devices pass straight through) rather than
+    using a TorchFunctionMode, because activation checkpointing recomputes the forward in the backward,
+    where such modes are not active.
     """
+    original = F.scaled_dot_product_attention
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func is F.scaled_dot_product_attention:
-            return _sdpa(*args, **(kwargs or {}))
-        return func(*args, **(kwargs or {}))
+    def sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
+        if query.device.type != "meta" or enable_gqa:
+            return original(query, key, value, attn_mask, dropout_p, is_causal, scale=scale, enable_gqa=enable_gqa)
+        return aten._scaled_dot_product_flash_attention_for_cpu(
+            query, key, value, dropout_p, is_causal, attn_mask=attn_mask, scale=scale
+        )[0]
 
-
-def _sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
-    if query.device.type != "meta" or enable_gqa:
-        return F.scaled_dot_product_attention(
-            query, key, value, attn_mask, dropout_p, is_causal, scale=scale, enable_gqa=enable_gqa
-        )
-    return aten._scaled_dot_product_flash_attention_for_cpu(
-        query, key, value, dropout_p, is_causal, attn_mask=attn_mask, scale=scale
-    )[0]
+    F.scaled_dot_product_attention = sdpa
+    try:
+        yield
+    finally:
+        F.scaled_dot_product_attention = original
 
 
 def module_flops(counter: FlopCounterMode, name: str) -> int:
@@ -156,7 +159,8 @@ def measure_step_flops(
     already on `device`; `collator_like(batch_size, grid)` gives each step's masks (pass a fresh
     `MaskCollator`, so a run's mask sequence is not advanced). Nothing changes: no optimiser step,
     `.grad` untouched, RNG state and train/eval modes restored. Runs in fp32: autocast changes the
-    speed of the FLOPs, not their number.
+    speed of the FLOPs, not their number. What runs is what counts: with activation checkpointing the
+    recomputed forward is in the backward's share.
     """
     device = torch.device(device)
     modes = [(m, m.training) for m in student.modules()]
@@ -164,7 +168,7 @@ def measure_step_flops(
     grid = student.encoder.token_grid(clip_shape)
     steps = []
     cuda = [torch.cuda.current_device() if device.index is None else device.index] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda), FusedAttentionOnMeta():
+    with torch.random.fork_rng(devices=cuda), fused_attention_on_meta():
         student.train()
         try:
             for _ in range(batches):
@@ -248,7 +252,7 @@ def weights_on_meta() -> Iterator[None]:
         nn.Module.register_parameter, nn.Module.register_buffer = register_parameter, register_buffer
 
 
-class StandInTeacher(nn.Module):
+class _StandInTeacher(nn.Module):
     """Takes the place of a teacher that cannot be built here: targets from `encoder` on the full clip
     (the forward a frozen-encoder teacher does), or zeros without one (then its forward counts 0)."""
 
@@ -268,7 +272,7 @@ class StandInTeacher(nn.Module):
         return F.l1_loss(prediction, target)
 
 
-def teacher_backbone(spec: JobSpec) -> ComponentSpec | None:
+def _teacher_backbone(spec: JobSpec) -> ComponentSpec | None:
     """The teacher's own encoder, when its params name one: `backbone: {kind, params}` or bare params of
     the student's backbone kind."""
     backbone = spec.teacher.params.get("backbone")
@@ -279,8 +283,8 @@ def teacher_backbone(spec: JobSpec) -> ComponentSpec | None:
     return ComponentSpec(kind=spec.backbone.kind, params=backbone)
 
 
-def build_teacher(spec: JobSpec, encoder: nn.Module) -> tuple[Any, tuple[str, ...]]:
-    """The job's teacher, or a `StandInTeacher` (with a note why) when its factory fails here, e.g. a
+def _build_teacher(spec: JobSpec, encoder: nn.Module) -> tuple[Any, tuple[str, ...]]:
+    """The job's teacher, or a stand-in (with a note why) when its factory fails here, e.g. a
     frozen teacher whose checkpoint is not written yet."""
     from jepa_platform.plugins.manager import registry
 
@@ -292,15 +296,15 @@ def build_teacher(spec: JobSpec, encoder: nn.Module) -> tuple[Any, tuple[str, ..
         return teacher, ()
     except Exception as e:  # any failure means the same here: price a stand-in, and say so
         why = f"teacher {kind!r} could not be built for counting ({type(e).__name__}: {e})"
-    backbone = teacher_backbone(spec)
+    backbone = _teacher_backbone(spec)
     if backbone is None:
         note = f"{why}; its params name no backbone, so teacher_forward is 0 (not counted)"
-        return StandInTeacher(encoder.embed_dim), (note,)
+        return _StandInTeacher(encoder.embed_dim), (note,)
     own = registry("backbones").get(backbone.kind).build(
         backbone.params, img_size=data.resolution, num_frames=data.frames
     )
     note = f"{why}; teacher_forward estimated with a {backbone.kind!r} encoder from teacher.params.backbone"
-    return StandInTeacher(own.embed_dim, own.requires_grad_(False).eval()), (note,)
+    return _StandInTeacher(own.embed_dim, own.requires_grad_(False).eval()), (note,)
 
 
 def build_components(spec: JobSpec) -> tuple[nn.Module, Any, list[Any], tuple[str, ...]]:
@@ -312,7 +316,7 @@ def build_components(spec: JobSpec) -> tuple[nn.Module, Any, list[Any], tuple[st
     encoder = registry("backbones").get(spec.backbone.kind).build(
         spec.backbone.params, img_size=data.resolution, num_frames=data.frames
     )
-    teacher, notes = build_teacher(spec, encoder)
+    teacher, notes = _build_teacher(spec, encoder)
     if hasattr(teacher, "make_predictor"):  # a teacher with its own head (the pixel decoder)
         predictor = teacher.make_predictor(encoder, num_mask_tokens=len(spec.masks))
     else:
@@ -324,7 +328,7 @@ def build_components(spec: JobSpec) -> tuple[nn.Module, Any, list[Any], tuple[st
     return JepaStudent(encoder, predictor), teacher, maskers, notes
 
 
-def first_rows(masks: Masks, n: int) -> Masks:
+def _first_rows(masks: Masks, n: int) -> Masks:
     return Masks(context=masks.context[:n], targets=masks.targets[:n], masked=masks.masked[:n])
 
 
@@ -345,13 +349,13 @@ def estimate_step_flops(spec: JobSpec, batches: int = 2) -> StepFlops:
     collator = MaskCollator(maskers, seed=spec.optim.seed)
 
     def masks(batch_size: int, grid: tuple[int, int, int]) -> list[Masks]:
-        return [first_rows(m, batch_size) for m in collator(per_worker, grid)]
+        return [_first_rows(m, batch_size) for m in collator(per_worker, grid)]
 
     res = spec.data.resolution
     shape = (sample, IN_CHANNELS, spec.data.frames, res, res)
-    flops = measure_step_flops(student, teacher, masks, shape, batches=batches, device="meta")
+    step = measure_step_flops(student, teacher, masks, shape, batches=batches, device="meta")
     global_batch = per_worker * spec.resources.workers
-    return dataclasses.replace(flops.scaled(global_batch / sample), notes=notes)
+    return dataclasses.replace(step.scaled(global_batch / sample), notes=notes)
 
 
 def schedule_flops(spec: JobSpec, batches: int = 2) -> dict[str, Any]:

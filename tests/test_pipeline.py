@@ -1,0 +1,94 @@
+"""Pipeline specs: stages expand, run in order, skip when complete, resume when interrupted."""
+
+import pytest
+
+from jepa_platform.errors import ConfigError
+from jepa_platform.runners import run_stages
+from jepa_platform.runners.local import RunResult, latest_step
+from jepa_platform.spec import SpecError, validate_spec
+from jepa_platform.train.job import run_training
+
+
+class InProcessRunner:
+    """Runs each stage with the plain-PyTorch trainer in this process (the local runner does the same
+    inside Ray Train); records the order stages ran in."""
+
+    def __init__(self, fail_at: str | None = None):
+        self.ran: list[str] = []
+        self.fail_at = fail_at
+
+    def submit(self, spec, on_row=None):
+        self.ran.append(spec.name)
+        if spec.name == self.fail_at:
+            run_training(spec.model_copy(update={"optim": spec.optim.model_copy(update={"steps": 2})}))
+            return RunResult(spec.name, spec.job_dir, "FAILED", 2, {}, None, error="stopped")
+        row = run_training(spec)
+        return RunResult(spec.name, spec.job_dir, "SUCCEEDED", row["step"], row, latest_step(spec)[1])
+
+
+def salt_raw(tmp_path, manifest):
+    tiny = {"size": "custom", "embed_dim": 48, "depth": 2, "num_heads": 3, "patch_size": 16}
+    return {
+        "name": "salt",
+        "backbone": {"kind": "vit", "params": tiny},
+        "predictor": {"kind": "vit_predictor", "params": {"embed_dim": 32, "depth": 1, "num_heads": 2}},
+        "optim": {"steps": 3, "batch_size": 2, "warmup_steps": 1, "log_every": 1, "checkpoint_every": 1},
+        "data": {"train": str(manifest), "frames": 4, "stride": 2, "resolution": 32, "loader_workers": 0},
+        "storage": {"output": str(tmp_path / "runs")},
+        "stages": [
+            {"name": "teacher", "teacher": {"kind": "pixel", "params": {"decoder_dim": 32, "decoder_depth": 1,
+                                                                          "decoder_heads": 2}}},
+            {"name": "student", "optim": {"steps": 4},
+             "backbone": {"params": {"embed_dim": 64, "num_heads": 4}},
+             "teacher": {"kind": "frozen", "params": {"checkpoint": "stage:teacher",
+                                                      "backbone": {"kind": "vit", "params": tiny}}}},
+        ],
+    }
+
+
+def test_stages_merge_over_the_job_and_refer_to_earlier_stages(tmp_path):
+    spec = validate_spec(salt_raw(tmp_path, "train.csv"))
+    teacher, student = spec.pipeline()
+    assert teacher.job_dir == str(tmp_path / "runs" / "salt" / "teacher")
+    assert student.optim.steps == 4 and student.optim.batch_size == 2  # merged, not replaced
+    assert student.backbone.params["embed_dim"] == 64 and student.backbone.params["depth"] == 2
+    assert student.teacher.params["checkpoint"] == str(tmp_path / "runs" / "salt" / "teacher" / "checkpoints")
+
+
+def test_a_reference_to_a_later_stage_is_refused(tmp_path):
+    raw = salt_raw(tmp_path, "train.csv")
+    raw["stages"].reverse()
+    with pytest.raises(SpecError, match=r"stages\[0\]\.teacher\.params\.checkpoint: 'stage:teacher' must name an "):
+        validate_spec(raw)
+
+
+def test_stage_errors_carry_the_stage_path(tmp_path):
+    raw = salt_raw(tmp_path, "train.csv")
+    raw["stages"][1]["optim"] = {"steps": "lots"}
+    with pytest.raises(SpecError, match=r"stages\[1\]\.optim\.steps: Input should be a valid integer"):
+        validate_spec(raw)
+
+
+def test_pipeline_runs_in_order_skips_completed_and_resumes_a_failed_stage(tmp_path, synthetic_dataset):
+    spec = validate_spec(salt_raw(tmp_path, synthetic_dataset))
+    teacher, student = spec.pipeline()
+
+    broken = InProcessRunner(fail_at="student")
+    results = run_stages(spec, broken)
+    assert broken.ran == ["teacher", "student"]
+    assert [r.status for r in results] == ["SUCCEEDED", "FAILED"]
+    assert latest_step(student)[0] == 2
+
+    events = []
+    again = InProcessRunner()
+    results = run_stages(spec, again, on_stage=lambda s, event, step: events.append((s.name, event, step)))
+    assert again.ran == ["student"]
+    assert events == [("teacher", "skipped", 3), ("student", "resuming", 2)]
+    assert [r.status for r in results] == ["SUCCEEDED", "SUCCEEDED"]
+    assert latest_step(student)[0] == 4
+
+    only = InProcessRunner()
+    run_stages(spec, only, stage="teacher")
+    assert only.ran == []  # complete, so skipped even when asked for alone
+    with pytest.raises(ConfigError, match="no stage 'probe'"):
+        run_stages(spec, only, stage="probe")
