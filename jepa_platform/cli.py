@@ -295,6 +295,24 @@ def cancel(job: Annotated[str, typer.Argument(help="Job id or name.")]) -> None:
 
 
 @app.command()
+@user_errors
+def flops(spec: SpecArg, overrides: Overrides = None, as_json: JsonOpt = False) -> None:
+    """Training FLOPs before launch: per step and for the whole schedule, per stage and in total."""
+    from jepa_platform.train.flops import format_flops, format_schedule, schedule_flops
+
+    job = load(spec, overrides)
+    reports = {s.name: schedule_flops(s) for s in job.pipeline()}
+    total = sum(r["schedule"]["total"] for r in reports.values())
+    if as_json:
+        return emit_json({"stages": reports, "total": total})
+    for name, report in reports.items():
+        out.print(f"[bold]{name}[/]", highlight=False)
+        out.print(format_schedule(report), highlight=False)
+    if len(reports) > 1:
+        out.print(f"[bold]pipeline total[/] {format_flops(total)}", highlight=False)
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     out.print(f"jepa-platform {__version__}")

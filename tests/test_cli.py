@@ -89,3 +89,18 @@ def test_status_of_unknown_job_is_a_usage_error(tmp_path, monkeypatch):
     result = runner.invoke(app, ["status", "nope"])
     assert result.exit_code == 2
     assert "no job 'nope'" in result.stderr
+
+
+def test_flops_prints_per_stage_and_total_before_launch(tmp_path):
+    from pathlib import Path
+
+    example = Path(__file__).parent.parent / "examples" / "salt-quickstart.yaml"
+    result = runner.invoke(app, ["flops", str(example), f"storage.output={tmp_path}", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    stages = report["stages"]
+    assert list(stages) == ["teacher", "student"]
+    assert stages["teacher"]["per_step"]["teacher_forward"] == 0
+    assert stages["student"]["per_step"]["teacher_forward"] > 0  # estimated from teacher.params.backbone
+    assert stages["student"]["steps"] == 60
+    assert report["total"] == sum(s["schedule"]["total"] for s in stages.values())

@@ -92,3 +92,21 @@ def test_pipeline_runs_in_order_skips_completed_and_resumes_a_failed_stage(tmp_p
     assert only.ran == []  # complete, so skipped even when asked for alone
     with pytest.raises(ConfigError, match="no stage 'probe'"):
         run_stages(spec, only, stage="probe")
+
+
+def test_each_stage_records_its_flops_and_the_student_counts_the_teacher_stage(tmp_path, synthetic_dataset):
+    import json
+
+    from jepa_platform.train.metrics import read_metrics
+
+    spec = validate_spec(salt_raw(tmp_path, synthetic_dataset))
+    run_stages(spec, InProcessRunner())
+    teacher, student = spec.pipeline()
+    t_info = json.loads((tmp_path / "runs/salt/teacher/flops.json").read_text())
+    s_info = json.loads((tmp_path / "runs/salt/student/flops.json").read_text())
+    assert t_info["per_step"]["teacher_forward"] == 0  # pixel targets cost no model FLOPs
+    assert s_info["per_step"]["teacher_forward"] > 0
+    assert s_info["upstream_flops"] == t_info["run_flops"] == t_info["per_step"]["total"] * 3
+    last = read_metrics(str(tmp_path / "runs/salt/student/metrics.jsonl"))[-1]
+    assert last["flops"] == pytest.approx(4 * s_info["per_step"]["total"])
+    assert last["pipeline_flops"] == pytest.approx(t_info["run_flops"] + last["flops"])

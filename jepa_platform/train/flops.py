@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -287,13 +288,11 @@ def _build_teacher(spec: JobSpec, encoder: nn.Module) -> tuple[Any, tuple[str, .
     """The job's teacher, or a stand-in (with a note why) when its factory fails here, e.g. a
     frozen teacher whose checkpoint is not written yet."""
     from jepa_platform.plugins.manager import registry
+    from jepa_platform.train.job import build_teacher
 
     kind, data = spec.teacher.kind, spec.data
     try:
-        teacher = registry("teachers").get(kind).build(
-            spec.teacher.params, student=encoder, steps=spec.optim.steps, schedule_scale=spec.optim.schedule_scale
-        )
-        return teacher, ()
+        return build_teacher(spec, encoder), ()
     except Exception as e:  # any failure means the same here: price a stand-in, and say so
         why = f"teacher {kind!r} could not be built for counting ({type(e).__name__}: {e})"
     backbone = _teacher_backbone(spec)
@@ -309,23 +308,11 @@ def _build_teacher(spec: JobSpec, encoder: nn.Module) -> tuple[Any, tuple[str, .
 
 def build_components(spec: JobSpec) -> tuple[nn.Module, Any, list[Any], tuple[str, ...]]:
     """(JepaStudent, teacher, maskers, notes) as `train.job.build_trainer` builds them, without the data."""
-    from jepa_platform.plugins.manager import registry
-    from jepa_platform.train.loop import JepaStudent
+    from jepa_platform.train.job import build_encoder, build_maskers, build_student
 
-    data = spec.data
-    encoder = registry("backbones").get(spec.backbone.kind).build(
-        spec.backbone.params, img_size=data.resolution, num_frames=data.frames
-    )
+    encoder = build_encoder(spec)
     teacher, notes = _build_teacher(spec, encoder)
-    if hasattr(teacher, "make_predictor"):  # a teacher with its own head (the pixel decoder)
-        predictor = teacher.make_predictor(encoder, num_mask_tokens=len(spec.masks))
-    else:
-        predictor = registry("predictors").get(spec.predictor.kind).build(
-            spec.predictor.params, embed_dim=encoder.embed_dim, grid=encoder.grid,
-            target_dim=teacher.target_dim, num_mask_tokens=len(spec.masks),
-        )
-    maskers = [registry("maskers").get(m.kind).build(m.params) for m in spec.masks]
-    return JepaStudent(encoder, predictor), teacher, maskers, notes
+    return build_student(spec, encoder, teacher), teacher, build_maskers(spec), notes
 
 
 def _first_rows(masks: Masks, n: int) -> Masks:
@@ -342,7 +329,8 @@ def estimate_step_flops(spec: JobSpec, batches: int = 2) -> StepFlops:
     """
     from jepa_platform.masks import MaskCollator
 
-    with torch.random.fork_rng(devices=[]), weights_on_meta():
+    with torch.random.fork_rng(devices=[]), weights_on_meta(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*to a meta parameter.*")  # a teacher loading its weights
         student, teacher, maskers, notes = build_components(spec)
     per_worker = spec.optim.batch_size
     sample = min(SAMPLE_BATCH, per_worker)

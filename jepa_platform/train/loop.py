@@ -108,6 +108,8 @@ class Trainer:
         self.sampler = ResumableSampler(len(dataset), seed=optim.seed, rank=rank, world_size=world_size)
         self.num_workers = num_workers
         self.batches_per_epoch = self.sampler.per_rank // optim.batch_size
+        self.flops_per_step: float | None = None  # of one global step, when the runner measured it
+        self.upstream_flops = 0.0  # training FLOPs of earlier pipeline stages (a SALT teacher)
 
     # -- state -----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -232,6 +234,9 @@ class Trainer:
             row["clips_per_s"] = clips_seen / elapsed if elapsed > 0 else math.nan
             row["data_wait_frac"] = data_wait / elapsed if elapsed > 0 else 0.0
             row["samples_seen"] = step * self.cfg.batch_size * self.world_size
+            if self.flops_per_step is not None:
+                row["flops"] = step * self.flops_per_step
+                row["pipeline_flops"] = self.upstream_flops + row["flops"]
             if self.on_step:
                 self.on_step(row)
             done = step >= until
