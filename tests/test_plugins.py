@@ -127,7 +127,10 @@ def test_every_registered_component_keeps_the_contract():
     for family, names in EXAMPLE_COMPONENTS.items():
         for name in names:
             assert checked[family, name].skipped is None
-    assert all(r.skipped is None for r in results), [r for r in results if r.skipped]
+    # a frozen teacher needs a checkpoint to load; tests/test_frozen_teacher.py covers it
+    skipped = {(r.family, r.name): r.skipped for r in results if r.skipped}
+    assert skipped.keys() <= {("teachers", "frozen")}, skipped
+    assert all("checkpoint" in why for why in skipped.values())
 
 
 class LeakyVit(VideoViT):

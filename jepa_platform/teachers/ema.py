@@ -6,21 +6,13 @@ import copy
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from jepa_platform.errors import ConfigError
-from jepa_platform.masks.base import Masks
-from jepa_platform.models.tokens import gather_tokens
+from jepa_platform.teachers.latent import LatentTeacher
 from jepa_platform.train.schedules import Linear, stretched_length
 
 
-def layer_normed_targets(features: torch.Tensor, masks: list[Masks]) -> list[torch.Tensor]:
-    """LayerNorm without affine over channels, then the target tokens of each mask."""
-    features = F.layer_norm(features, (features.shape[-1],))
-    return [gather_tokens(features, m.targets.to(features.device)) for m in masks]
-
-
-class EmaTeacher(nn.Module):
+class EmaTeacher(LatentTeacher):
     """Targets from a momentum copy of the student, run once per clip on the full unmasked clip.
 
     Momentum rises linearly from `momentum[0]` to `momentum[1]` over the stretched schedule.
@@ -40,16 +32,6 @@ class EmaTeacher(nn.Module):
         self.student = [student]  # a list, so the student is not registered (or saved) twice
         self.momentum = Linear(momentum[0], momentum[1], stretched_length(steps, schedule_scale))
         self.target_dim = student.embed_dim
-
-    def train(self, mode: bool = True):  # the teacher itself never trains (no dropout, no drop-path)
-        return super().train(False)
-
-    @torch.no_grad()
-    def targets(self, clips: torch.Tensor, masks: list[Masks]) -> list[torch.Tensor]:
-        return layer_normed_targets(self.encoder(clips), masks)
-
-    def loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.l1_loss(prediction, target)
 
     @torch.no_grad()
     def after_step(self, step: int) -> None:

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from jepa_platform.errors import ConfigError
-from jepa_platform.masks.base import Masks
-from jepa_platform.teachers.ema import layer_normed_targets
 from jepa_platform.teachers.encoder_checkpoints import fit_encoder, load_encoder_state
+from jepa_platform.teachers.latent import LatentTeacher
 
 
 def clip_size(encoder: nn.Module) -> dict[str, int]:
@@ -31,7 +28,7 @@ def check_same_tokens(teacher: nn.Module, student: nn.Module) -> None:
         )
 
 
-class FrozenTeacher(nn.Module):
+class FrozenTeacher(LatentTeacher):
     """Targets from a fixed pretrained encoder run on the full clip; the loss is L1, as with the EMA teacher.
 
     The teacher may be narrower than the student (`target_dim` is the teacher's width; the predictor
@@ -59,16 +56,6 @@ class FrozenTeacher(nn.Module):
             check_same_tokens(backbone, student)
         fit_encoder(backbone, load_encoder_state(url, key), url)
         return cls(backbone, url)
-
-    def train(self, mode: bool = True):  # never trains: no dropout, no drop-path, no batch statistics
-        return super().train(False)
-
-    @torch.no_grad()
-    def targets(self, clips: torch.Tensor, masks: list[Masks]) -> list[torch.Tensor]:
-        return layer_normed_targets(self.encoder(clips), masks)
-
-    def loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.l1_loss(prediction, target)
 
     def after_step(self, step: int) -> None:
         """Nothing: the teacher is frozen."""

@@ -265,7 +265,7 @@ class _StandInTeacher(nn.Module):
     def targets(self, clips: torch.Tensor, masks: list[Masks]) -> list[torch.Tensor]:
         if self.encoder is None:
             return [clips.new_zeros(*m.targets.shape, self.target_dim) for m in masks]
-        from jepa_platform.teachers.ema import layer_normed_targets
+        from jepa_platform.teachers.latent import layer_normed_targets
 
         return layer_normed_targets(self.encoder(clips), masks)
 
