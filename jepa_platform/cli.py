@@ -70,8 +70,19 @@ def submit(
     overrides: Overrides = None,
     target: Annotated[str | None, typer.Option(help="local | ray | k8s (default: the spec's target).")] = None,
     stage: Annotated[str | None, typer.Option(help="Run only this stage of a pipeline spec.")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and show what would run.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and show what would run (k8s: the RayJob, "
+                                          "nothing sent).")] = False,
+    server_dry_run: Annotated[bool, typer.Option("--server-dry-run", help="k8s: the API server validates and "
+                                                 "admits the RayJob; nothing is created.")] = False,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the job to its end.")] = True,
+    address: Annotated[str | None, typer.Option(
+        help="Target ray: the cluster's dashboard, e.g. http://HOST:8265 (default: the spec's cluster.address, "
+        "else $JEPA_RAY_ADDRESS; token from $JEPA_RAY_TOKEN).")] = None,
+    working_dir: Annotated[Path | None, typer.Option(
+        "--working-dir", help="Target ray: a folder shipped as the job's working directory.")] = None,
+    plugin: Annotated[list[str] | None, typer.Option(
+        "--plugin", help="Target ray: also ship this pip requirement or local path (repeatable); the plugins "
+        "the spec's components come from are shipped without it.")] = None,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -83,6 +94,16 @@ def submit(
     job = load(spec, overrides)
     tgt = resolve_target(job, target)
     stages = select_stages(job, stage)
+    if server_dry_run and tgt != "kubernetes":
+        raise ConfigError(f"--server-dry-run: only for target kubernetes (k8s), not {tgt}")
+    if (dry_run or server_dry_run) and tgt == "kubernetes":
+        from jepa_platform.runners.kubernetes import KubernetesRunner
+
+        launch = KubernetesRunner().launch(job, dry_run="server" if server_dry_run else "client", stage=stage)
+        if server_dry_run and not as_json:
+            err.print(f"[green]valid[/] the API server admits RayJob {launch.namespace}/{launch.name}"
+                      + (" (it would replace the finished RayJob of that name)" if launch.replaced else ""))
+        return emit_manifest(launch.manifest, as_json)
     if dry_run:
         plan = [{"stage": s.name, "job_dir": s.job_dir, "steps": s.optim.steps, "resume_from": latest_step(s)[0]}
                 for s in stages]
@@ -95,19 +116,49 @@ def submit(
                           + (f", would resume from step {p['resume_from']}" if p["resume_from"] else ""))
         return
     show = not (quiet or as_json)
-    with StageProgress(enabled=show and wait and tgt == "local") as progress:
+    with StageProgress(enabled=show and wait) as progress:
         record = submit_job(job, target=tgt, stage=stage, wait=wait, on_row=progress.on_row,
-                            on_stage=progress.on_stage if show else None)
+                            on_stage=progress.on_stage if show else None,
+                            on_line=(lambda line: out.print(line, highlight=False, markup=False)) if show else None,
+                            address=address, working_dir=str(working_dir) if working_dir else None, plugins=plugin)
     if as_json:
         emit_json(record.__dict__ | {"spec": None})
     elif not wait:
-        out.print(f"Submitted {record.id} (pid {record.pid}); follow with `jepa logs {record.id} --follow`")
+        where = {"kubernetes": f"as RayJob {record.remote_id}", "ray": f"to the Ray cluster at {record.address}"}.get(
+            record.target, f"(pid {record.pid})")
+        out.print(f"Submitted {record.id} {where}; follow with `jepa logs {record.id} --follow`")
     elif record.status == "SUCCEEDED":
         out.print(f"[green]done[/] {job.name}: outputs in {job.job_dir}")
     else:
         err.print(f"[bold red]error:[/] job {record.id} {record.status.lower()}: {record.error}", highlight=False)
     if wait and record.status != "SUCCEEDED":
         raise typer.Exit(1)
+
+
+def emit_manifest(obj: dict[str, Any], as_json: bool) -> None:
+    import yaml
+
+    sys.stdout.write(json.dumps(obj, indent=1) + "\n" if as_json else yaml.safe_dump(obj, sort_keys=False))
+
+
+@app.command()
+@user_errors
+def render(
+    spec: SpecArg,
+    overrides: Overrides = None,
+    target: Annotated[str, typer.Option(help="k8s: the KubeRay RayJob.")] = "k8s",
+    stage: Annotated[str | None, typer.Option(help="Run only this stage of a pipeline spec.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print what a cluster target would be sent (k8s: the RayJob manifest), contacting nothing."""
+    from jepa_platform.runners import resolve_target, select_stages
+    from jepa_platform.runners.kubernetes import KubernetesRunner
+
+    job = load(spec, overrides)
+    if resolve_target(job, target) != "kubernetes":
+        raise ConfigError(f"--target: render knows k8s (kubernetes) only, got {target!r}")
+    select_stages(job, stage)
+    emit_manifest(KubernetesRunner().launch(job, dry_run="client", stage=stage).manifest, as_json)
 
 
 class StageProgress:
@@ -159,7 +210,7 @@ def validate(spec: SpecArg, overrides: Overrides = None, as_json: JsonOpt = Fals
     if as_json:
         emit_json(job.resolved())
     else:
-        out.print(job.to_yaml(), highlight=False, end="")
+        sys.stdout.write(job.to_yaml())  # not through rich: it would wrap long lines and break the YAML
         err.print(f"[green]valid[/] {spec}")
 
 
@@ -222,10 +273,26 @@ def components(
 
 @app.command("list")
 @user_errors
-def list_jobs(as_json: JsonOpt = False) -> None:
-    """Jobs submitted from this machine."""
-    from jepa_platform.runners import refresh
+def list_jobs(
+    target: Annotated[str | None, typer.Option(help="k8s: the jepa-platform RayJobs in the cluster instead.")] = None,
+    namespace: Annotated[str | None, typer.Option(help="k8s: default, the kubeconfig context's.")] = None,
+    context: Annotated[str | None, typer.Option(help="k8s: kubeconfig context; default, the current one.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Jobs submitted from this machine (or, with --target k8s, the RayJobs in a cluster namespace)."""
+    from jepa_platform.runners import TARGET_ALIASES, refresh
     from jepa_platform.runners.jobstore import JobStore
+
+    if target and TARGET_ALIASES.get(target, target) == "kubernetes":
+        from jepa_platform.runners.kubernetes import KubernetesRunner
+
+        found = KubernetesRunner(context=context).list(namespace)
+        if as_json:
+            return emit_json([s.__dict__ for s in found])
+        table = Table("rayjob", "job", "namespace", "status", "created", "detail")
+        for s in found:
+            table.add_row(s.name, s.job, s.namespace, s.status, s.created or "", s.detail)
+        return out.print(table)
 
     store = JobStore()
     records = [refresh(r, store) for r in store.all()]
@@ -246,7 +313,7 @@ def status(job: Annotated[str, typer.Argument(help="Job id or name.")], as_json:
     from jepa_platform.runners.jobstore import JobStore
 
     store = JobStore()
-    r = refresh(store.get(job), store)
+    r = refresh(store.get(job), store, strict=True)
     if as_json:
         return emit_json(r.__dict__ | {"spec": None})
     out.print(f"{r.id}: [bold]{r.status}[/] step {r.step or 0}/{r.steps} on {r.target}; outputs {r.job_dir}"
@@ -265,6 +332,16 @@ def logs(
 
     store = JobStore()
     record = store.get(job)
+    if record.target in ("kubernetes", "ray"):  # the cluster keeps the log
+        if record.target == "kubernetes":
+            from jepa_platform.runners.kubernetes import record_logs
+        else:
+            from jepa_platform.runners.ray_jobs import record_logs
+
+        for line in record_logs(record, follow=follow):
+            sys.stdout.write(line if line.endswith("\n") else line + "\n")
+            sys.stdout.flush()
+        return
     path = store.log_path(record.id)
     pos = 0
     while True:
@@ -284,13 +361,17 @@ def logs(
 
 @app.command()
 @user_errors
-def cancel(job: Annotated[str, typer.Argument(help="Job id or name.")]) -> None:
+def cancel(
+    job: Annotated[str, typer.Argument(help="Job id or name.")],
+    delete: Annotated[bool, typer.Option("--delete", help="k8s: delete the RayJob and all it made, instead of "
+                                         "suspending it.")] = False,
+) -> None:
     """Stop a running job (its checkpoints stay; submitting it again resumes)."""
     from jepa_platform.runners import cancel as cancel_job
     from jepa_platform.runners.jobstore import JobStore
 
     store = JobStore()
-    r = cancel_job(store.get(job), store)
+    r = cancel_job(store.get(job), store, delete=delete)
     out.print(f"{r.id}: {r.status}")
 
 

@@ -234,3 +234,10 @@ def test_profiles_select_the_documented_node_pools(profiles):
             assert gpu_toleration in profile["tolerations"], name
     assert profiles["cpu"]["gpus_per_node"] == 0 and "gpu_resource" not in profiles["cpu"]
     assert profiles["cpu"]["tolerations"] == [] and profiles["cpu"]["node_selector"] == {}
+
+
+def test_packaged_profiles_equal_the_deploy_file():
+    """The wheel ships a copy of the profiles (for laptops without the repository); it must not drift."""
+    root = Path(__file__).parent.parent
+    packaged = root / "jepa_platform" / "runners" / "accelerator-profiles.yaml"
+    assert packaged.read_text() == (root / "deploy" / "accelerator-profiles.yaml").read_text()

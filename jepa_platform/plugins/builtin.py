@@ -246,6 +246,26 @@ def build_local_runner(params: Params):
     return LocalRunner()
 
 
+def build_kubernetes_runner(params: Params):
+    """A KubeRay RayJob on a Kubernetes cluster (kubeconfig or in-cluster), workers on a profile's node pool."""
+    from jepa_platform.runners.kubernetes import KubernetesRunner
+
+    return KubernetesRunner()
+
+
+class RayRunnerParams(Params):
+    address: str | None = Field(None, description="Ray dashboard address, e.g. http://HOST:8265.")
+
+
+def build_ray_runner(params: RayRunnerParams):
+    """An existing Ray cluster, through the Ray Jobs API (token: $JEPA_RAY_TOKEN)."""
+    from jepa_platform.runners.ray_jobs import RayJobsRunner
+
+    return RayJobsRunner(params.address)
+
+
 @hookimpl
 def jepa_register_runners(register):
+    register("ray", build_ray_runner, RayRunnerParams)
     register("local", build_local_runner, Params)
+    register("kubernetes", build_kubernetes_runner, Params)

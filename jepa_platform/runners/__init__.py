@@ -73,17 +73,36 @@ def submit(
     wait: bool = True,
     on_row: Callable[[dict[str, Any]], None] | None = None,
     on_stage: StageEvent | None = None,
+    on_line: Callable[[str], None] | None = None,
     store: JobStore | None = None,
+    address: str | None = None,
+    working_dir: str | None = None,
+    plugins: list[str] | None = None,
 ) -> JobRecord:
-    """Run (or, with wait=False, start) the job; returns its record, final when waited for."""
+    """Run (or, with wait=False, start) the job; returns its record, final when waited for.
+
+    On a cluster target (ray, kubernetes) one cluster job runs every stage, resuming; `on_line` gets the
+    log lines that are not metrics rows. `address`, `working_dir` and `plugins` are for the ray target."""
     store = store or JobStore()
     target = resolve_target(spec, target)
-    runner = registry("runners").get(target).build({})
+    component = registry("runners").get(target)  # an unknown target fails here, naming the known ones
     stages = select_stages(spec, stage)
+    if target == "ray":  # address, reachability and token are checked before anything is recorded
+        from jepa_platform.runners.ray_jobs import RayJobsRunner
+
+        runner = RayJobsRunner.for_spec(spec, address)
+        runner.check()
+    else:
+        runner = component.build({})
     record = store.save(
         JobRecord(store.new_id(spec.name), spec.name, target, spec.job_dir, spec=spec.resolved(),
                   steps=sum(s.optim.steps for s in stages), stage=stage)
     )
+    if target == "ray":
+        return runner.run_record(spec, record, store, wait=wait, working_dir=working_dir, plugins=plugins,
+                                 on_row=on_row, on_stage=on_stage)
+    if target == "kubernetes":  # one RayJob runs (and resumes) the stages in the cluster
+        return runner.run_record(spec, record, store, wait=wait, on_row=on_row, on_stage=on_stage, on_line=on_line)
     if not wait:
         return start_detached(record, store)
     store.update(record.id, status="RUNNING", pid=os.getpid())
@@ -145,8 +164,17 @@ def pid_alive(pid: int | None) -> bool:
         return True
 
 
-def refresh(record: JobRecord, store: JobStore) -> JobRecord:
-    """Current state of a local job: its step from metrics.jsonl, FAILED if its process vanished."""
+def refresh(record: JobRecord, store: JobStore, strict: bool = False) -> JobRecord:
+    """Current state of a job: a local one's step from metrics.jsonl (FAILED if its process vanished); a
+    cluster one's from its cluster, when it answers (with `strict`, an unreachable Ray cluster is an error)."""
+    if record.target == "ray":
+        from jepa_platform.runners.ray_jobs import refresh_record as refresh_ray
+
+        return refresh_ray(record, store, strict=strict)
+    if record.target == "kubernetes":
+        from jepa_platform.runners.kubernetes import refresh_record
+
+        return refresh_record(record, store)
     if record.target != "local" or record.status in TERMINAL:
         return record
     rows = read_metrics(join(record.job_dir, METRICS_FILE))
@@ -159,9 +187,18 @@ def refresh(record: JobRecord, store: JobStore) -> JobRecord:
     return store.update(record.id, **changes) if changes else record
 
 
-def cancel(record: JobRecord, store: JobStore) -> JobRecord:
-    if record.status in TERMINAL:
+def cancel(record: JobRecord, store: JobStore, delete: bool = False) -> JobRecord:
+    """Stops a job; on Kubernetes suspends its RayJob, or with delete removes it and all it made."""
+    if record.status in TERMINAL and not (delete and record.target == "kubernetes"):
         return record
+    if record.target == "ray":
+        from jepa_platform.runners.ray_jobs import cancel_record as cancel_ray
+
+        return cancel_ray(record, store)
+    if record.target == "kubernetes":
+        from jepa_platform.runners.kubernetes import cancel_record
+
+        return cancel_record(record, store, delete=delete)
     if record.pid and pid_alive(record.pid):
         try:
             if record.pid == os.getpgid(record.pid):

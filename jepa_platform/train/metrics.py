@@ -63,3 +63,22 @@ def read_metrics(url: str) -> list[dict[str, Any]]:
 def format_row(row: dict[str, Any]) -> str:
     """One log line: `step=10 loss=0.51234 ...`."""
     return " ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+
+
+def parse_row(line: str) -> dict[str, Any] | None:
+    """A metrics row back from its `format_row` line (fields in any order); None for any other line."""
+    fields = line.split()
+    if not any(f.startswith("step=") for f in fields) or not all("=" in f for f in fields):
+        return None
+    row: dict[str, Any] = {}
+    for f in fields:
+        key, value = f.split("=", 1)
+        for cast in (int, float):
+            try:
+                row[key] = cast(value)
+                break
+            except ValueError:
+                continue
+        else:
+            row[key] = value
+    return row if isinstance(row.get("step"), int) else None

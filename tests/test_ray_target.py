@@ -1,0 +1,331 @@
+"""Target `ray`: jobs submitted to a real Ray head (started here, on loopback, with token auth on)
+through the Ray Jobs API, run there by the local runner, followed, listed and stopped."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from jepa_platform.errors import ConfigError
+from jepa_platform.plugins.manager import set_plugins
+from jepa_platform.runners import ray_jobs
+from jepa_platform.runners.jobstore import TERMINAL, JobNotFound, JobRecord, JobStore
+from jepa_platform.runners.ray_jobs import (
+    RayJobsRunner,
+    cancel_record,
+    plugin_packages,
+    refresh_record,
+    resolve_address,
+)
+from jepa_platform.spec import validate_spec
+from jepa_platform.train.metrics import format_row, parse_row, read_metrics
+
+slow = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Cluster:
+    address: str
+    token: str
+
+
+def kill_processes_of(temp_dir: str) -> None:
+    """SIGKILL to every process whose command line names this cluster's temp dir: ours, no other Ray's."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if temp_dir.encode() in cmdline.read_bytes():
+                os.kill(int(cmdline.parent.name), signal.SIGKILL)
+        except (OSError, ValueError):  # gone already, or not ours to read
+            continue
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[Cluster]:
+    """A Ray head with its dashboard on 127.0.0.1, 2 CPUs, token auth on with a token of its own.
+
+    `ray start --block` in a session of its own, so stopping it stops only this cluster's processes
+    (never `ray stop`, which would stop every Ray on the machine). Its own temp dir keeps
+    `ray_current_cluster` away from the default one, so in-process `ray.init()`s elsewhere don't join it.
+    """
+    temp_dir = tempfile.mkdtemp(prefix="jr", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    token = secrets.token_hex(32)
+    port = free_port()
+    bin_dir = str(Path(sys.executable).parent)
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN_PATH")}
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
+               RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0")  # SIGTERM would otherwise wait 30 s to drain
+    ports = {flag: free_port() for flag in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+                                            "runtime-env-agent-port", "metrics-export-port",
+                                            "ray-client-server-port", "node-manager-port", "object-manager-port")}
+    log = open(Path(temp_dir) / "ray-start.log", "w")
+    proc = subprocess.Popen(
+        [str(Path(bin_dir) / "ray"), "start", "--head", "--block", "--port=0", f"--dashboard-port={port}",
+         "--dashboard-host=127.0.0.1", "--node-ip-address=127.0.0.1", "--num-cpus=2", "--num-gpus=0",
+         "--include-dashboard=true", f"--temp-dir={temp_dir}", "--disable-usage-stats",
+         "--object-store-memory=100000000", *(f"--{flag}={p}" for flag, p in ports.items())],
+        env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+    )
+    address = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                if requests.get(f"{address}/api/version", headers={"Authorization": f"Bearer {token}"},
+                                timeout=2).ok:
+                    break
+            except requests.RequestException:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                pytest.fail("the test Ray head did not start:\n" + (Path(temp_dir) / "ray-start.log").read_text())
+            time.sleep(0.5)
+        yield Cluster(address, token)
+    finally:
+        proc.send_signal(signal.SIGTERM)  # `ray start --block` then stops the processes it started
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        kill_processes_of(temp_dir)
+        log.close()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster(ray_cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> Cluster:
+    monkeypatch.setenv("JEPA_RAY_TOKEN", ray_cluster.token)
+    return ray_cluster
+
+
+PLUGIN_CODE = """
+from jepa_platform.plugins import hookimpl
+from jepa_platform.plugins.builtin import MultiBlockParams, build_multiblock
+
+
+@hookimpl
+def jepa_register_maskers(register):
+    register({kind!r}, build_multiblock, MultiBlockParams)
+"""
+
+
+@pytest.fixture
+def client_only_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`make(name, kind, local=True)`: a plugin installed only in this test process (not on the cluster),
+    registering the multiblock masker as `kind`; `local` = installed from a folder, else from an index."""
+
+    def make(name: str, kind: str, local: bool = True) -> None:
+        site = tmp_path / f"site-{name}"
+        module = name.replace("-", "_") + "_pkg"
+        package = site / module
+        package.mkdir(parents=True)
+        (package / "__init__.py").write_text(PLUGIN_CODE.format(kind=kind))
+        info = site / f"{name}-0.3.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.3\n")
+        (info / "entry_points.txt").write_text(f"[jepa_platform]\n{name} = {module}\n")
+        if local:
+            (info / "direct_url.json").write_text(f'{{"dir_info": {{"editable": true}}, "url": "file://{site}"}}')
+        monkeypatch.syspath_prepend(str(site))
+        set_plugins(None)
+
+    yield make
+    set_plugins(None)
+
+
+def tiny_raw(tmp_path: Path, manifest: Path, name: str = "job", mask: str = "multiblock", **optim) -> dict:
+    return {
+        "name": name,
+        "backbone": {"kind": "vit", "params": {"size": "custom", "embed_dim": 48, "depth": 2, "num_heads": 3,
+                                               "patch_size": 16}},
+        "predictor": {"kind": "vit_predictor", "params": {"embed_dim": 32, "depth": 1, "num_heads": 2}},
+        "masks": [{"kind": mask, "params": {"num_blocks": 2, "spatial_scale": [0.3, 0.3]}}],
+        "optim": {"steps": 3, "batch_size": 2, "warmup_steps": 1, "log_every": 1, "checkpoint_every": 3, **optim},
+        "data": {"train": str(manifest), "frames": 4, "stride": 2, "resolution": 32, "loader_workers": 0},
+        "storage": {"output": str(tmp_path / "runs")},
+        "target": "ray",
+    }
+
+
+def new_record(store: JobStore, spec, stage: str | None = None) -> JobRecord:
+    return store.save(JobRecord(store.new_id(spec.name), spec.name, "ray", spec.job_dir, spec=spec.resolved(),
+                                steps=spec.optim.steps, stage=stage))
+
+
+def wait_for(runner: RayJobsRunner, sid: str, timeout: float = 240) -> ray_jobs.RayJobState:
+    deadline = time.time() + timeout
+    while (state := runner.status(sid)).status not in TERMINAL:
+        assert time.time() < deadline, f"job {sid} still {state.status} after {timeout} s"
+        time.sleep(0.5)
+    return state
+
+
+# -- on the cluster -------------------------------------------------------------------------------------
+@slow
+def test_a_job_trains_on_the_cluster_with_a_plugin_only_the_client_has(
+    cluster, tmp_path, synthetic_dataset, client_only_plugin
+):
+    client_only_plugin("shipped-masks", "shipped_multiblock")
+    spec = validate_spec(tiny_raw(tmp_path, synthetic_dataset, name="rayjob", mask="shipped_multiblock"))
+    store = JobStore()
+    rows: list[dict] = []
+    stages: list[tuple[str, str]] = []
+    record = RayJobsRunner(cluster.address).run_record(
+        spec, new_record(store, spec), store, on_row=rows.append,
+        on_stage=lambda s, event, step: stages.append((s.name, event)),
+    )
+
+    assert record.status == "SUCCEEDED", record.error
+    assert record.remote_id == record.id and record.address == cluster.address and record.step == 3
+    assert [r["step"] for r in rows] == [1, 2, 3] and all(r["loss"] > 0 for r in rows)
+    assert stages == [("rayjob", "starting")]
+    job_dir = tmp_path / "runs" / "rayjob"  # the cluster shares this machine's disk
+    assert [r["step"] for r in read_metrics(str(job_dir / "metrics.jsonl"))] == [1, 2, 3]
+    assert (job_dir / "checkpoints" / "step_00000003" / "state.pt").is_file()
+    logged = [parse_row(line) for line in store.log_path(record.id).read_text().splitlines()]
+    assert [r["step"] for r in logged if r] == [1, 2, 3]
+
+    runner = RayJobsRunner(cluster.address)
+    assert runner.status(record.remote_id).status == "SUCCEEDED"
+    assert "stage rayjob: starting\n" in list(runner.logs(record.remote_id))
+    listed = {j.submission_id: j for j in runner.list()}
+    assert listed[record.remote_id].name == "rayjob" and listed[record.remote_id].status == "SUCCEEDED"
+
+
+@slow
+def test_a_failing_job_fails_with_the_workers_own_message(cluster, tmp_path):
+    (tmp_path / "bad.mp4").write_bytes(os.urandom(2000))
+    manifest = tmp_path / "bad.csv"
+    manifest.write_text("".join(f"bad.mp4 {i % 2}\n" for i in range(6)))
+    spec = validate_spec(tiny_raw(tmp_path, manifest, name="broken"))
+    result = RayJobsRunner(cluster.address).submit(spec)  # the runner contract, as run_stages calls it
+    assert result.status == "FAILED" and result.step == 0
+    assert "bad.mp4" in result.error and "Traceback" not in result.error and "\n" not in result.error
+
+
+@slow
+def test_cancelling_a_running_job_stops_it_and_records_cancelled(cluster, tmp_path, synthetic_dataset):
+    spec = validate_spec(tiny_raw(tmp_path, synthetic_dataset, name="long", steps=100000, checkpoint_every=1000))
+    store = JobStore()
+    runner = RayJobsRunner(cluster.address)
+    record = runner.run_record(spec, new_record(store, spec), store, wait=False)
+    assert record.status == "PENDING" and record.remote_id == record.id
+    logs = runner.logs(record.remote_id, follow=True)
+    for line in logs:
+        if (parse_row(line) or {}).get("step") == 1:
+            break
+    logs.close()
+    refreshed = refresh_record(store.get(record.id), store, strict=True)
+    assert refreshed.status == "RUNNING" and refreshed.step >= 1
+
+    assert cancel_record(refreshed, store).status == "CANCELLED"
+    state = wait_for(runner, record.remote_id, timeout=60)
+    assert state.status == "CANCELLED"
+    assert runner.cancel(record.remote_id) is False  # already ended
+
+
+@slow
+@pytest.mark.parametrize("token", [None, "not-the-token"])
+def test_a_missing_or_wrong_token_is_reported_with_the_variable_to_set(ray_cluster, token, monkeypatch):
+    for name in ("JEPA_RAY_TOKEN", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    # An in-process Ray started earlier in this session may have turned Ray's own token lookup on here.
+    monkeypatch.setattr(ray_jobs, "ray_default_headers", dict)
+    if token:
+        monkeypatch.setenv("JEPA_RAY_TOKEN", token)
+    with pytest.raises(ConfigError) as e:
+        RayJobsRunner(ray_cluster.address).list()
+    expected = (f"the Ray cluster at {ray_cluster.address} rejected the token from $JEPA_RAY_TOKEN" if token
+                else f"the Ray cluster at {ray_cluster.address} requires a token: set JEPA_RAY_TOKEN")
+    assert str(e.value).startswith(expected)
+
+
+@slow
+def test_an_unknown_submission_id_is_job_not_found(cluster):
+    runner = RayJobsRunner(cluster.address)
+    for call in (runner.status, runner.cancel, lambda sid: list(runner.logs(sid, follow=True))):
+        with pytest.raises(JobNotFound, match=f"no job 'nope' on the Ray cluster at {cluster.address}"):
+            call("nope")
+
+
+# -- without a cluster ----------------------------------------------------------------------------------
+def test_an_unreachable_address_fails_fast_with_one_clear_line():
+    address = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    start = time.time()
+    with pytest.raises(ConfigError) as e:
+        RayJobsRunner(address).list()
+    assert time.time() - start < 5
+    assert str(e.value) == f"cannot reach the Ray cluster at {address}: [Errno 111] Connection refused"
+
+
+def test_the_address_comes_from_the_flag_then_the_spec_then_the_environment(monkeypatch):
+    monkeypatch.setenv("JEPA_RAY_ADDRESS", "env-head:8265")
+    assert resolve_address("http://flag:8265/", "http://spec:8265") == "http://flag:8265"
+    assert resolve_address(None, "spec:8265") == "http://spec:8265"
+    assert resolve_address() == "http://env-head:8265"
+    monkeypatch.delenv("JEPA_RAY_ADDRESS")
+    with pytest.raises(ConfigError, match="pass --address http://HOST:8265, set cluster.address in the spec"):
+        resolve_address()
+    with pytest.raises(ConfigError, match="not a ray:// client address"):
+        resolve_address("ray://head:10001")
+
+
+def test_a_runner_builds_without_an_address_and_says_so_on_first_use(monkeypatch):
+    monkeypatch.delenv("JEPA_RAY_ADDRESS", raising=False)
+    runner = RayJobsRunner()  # the runner contract: building has no side effects
+    with pytest.raises(ConfigError, match="target ray needs the cluster's dashboard address"):
+        runner.status("any")
+
+
+def test_a_job_the_cluster_cannot_take_is_recorded_failed(tmp_path, synthetic_dataset):
+    spec = validate_spec(tiny_raw(tmp_path, synthetic_dataset))
+    store = JobStore()
+    record = new_record(store, spec)
+    with pytest.raises(ConfigError, match="cannot reach the Ray cluster"):
+        RayJobsRunner(f"http://127.0.0.1:{free_port()}").run_record(spec, record, store)
+    failed = store.get(record.id)
+    assert failed.status == "FAILED" and failed.error.startswith("cannot reach the Ray cluster")
+
+
+def test_plugins_ship_as_pip_requirements_or_as_local_modules(tmp_path, client_only_plugin, synthetic_dataset):
+    client_only_plugin("indexed-masks", "indexed_multiblock", local=False)
+    client_only_plugin("local-masks", "local_multiblock", local=True)
+    raw = tiny_raw(tmp_path, synthetic_dataset)
+    raw["masks"] = [{"kind": k, "params": {"num_blocks": 1}} for k in ("indexed_multiblock", "local_multiblock",
+                                                                     "multiblock")]
+    pip, modules = plugin_packages(validate_spec(raw), tmp_path / "scratch")
+    assert pip == ["indexed-masks==0.3"]  # the built-in multiblock needs nothing
+    assert modules[0] == str(tmp_path / "site-local-masks" / "local_masks_pkg")
+    info = Path(modules[1])
+    assert info.name == "local_masks-0.3.dist-info"
+    assert (info / "entry_points.txt").read_text() == "[jepa_platform]\nlocal-masks = local_masks_pkg\n"
+
+
+def test_log_lines_parse_back_into_metrics_rows():
+    row = {"clips_per_s": 23.15, "loss": 0.83302, "step": 12, "workers": 1}
+    assert parse_row(format_row(row) + "\n") == row
+    assert parse_row("stage job: starting") is None
+    assert parse_row("2026-11-25 13:43:49,407 INFO job_manager.py:581 -- Runtime env is setting up.") is None
+
+
+def test_the_entrypoint_without_a_spec_explains_itself(monkeypatch, capsys):
+    monkeypatch.delenv(ray_jobs.SPEC_ENV, raising=False)
+    assert ray_jobs.main([]) == 2
+    assert "jepa submit --target ray" in capsys.readouterr().out
