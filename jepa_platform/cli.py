@@ -105,7 +105,7 @@ def submit(
                       + (" (it would replace the finished RayJob of that name)" if launch.replaced else ""))
         return emit_manifest(launch.manifest, as_json)
     if dry_run:
-        plan = [{"stage": s.name, "job_dir": s.job_dir, "steps": s.optim.steps, "resume_from": latest_step(s)[0]}
+        plan = [{"stage": s.name, "job_dir": s.job_dir, "steps": s.length, "resume_from": latest_step(s)[0]}
                 for s in stages]
         if as_json:
             emit_json({"target": tgt, "job_dir": job.job_dir, "resume_from": plan[0]["resume_from"],
@@ -181,14 +181,15 @@ class StageProgress:
 
     def on_stage(self, spec, event: str, step: int | None) -> None:
         if event == "skipped":
-            out.print(f"{spec.name} already completed {step}/{spec.optim.steps} steps; skipped")
+            out.print(f"{spec.name} already completed {step}/{spec.length} steps; skipped")
             return
         if event == "resuming":
             out.print(f"Resuming {spec.name} from step {step} ({spec.job_dir}/checkpoints)")
         else:
-            out.print(f"Starting {spec.name}: {spec.optim.steps} steps, output {spec.job_dir}")
-        if self.progress:
-            self.task = self.progress.add_task(spec.name, total=spec.optim.steps, completed=step or 0,
+            unit = "epochs of probing" if spec.probe is not None else "steps"
+            out.print(f"Starting {spec.name}: {spec.length} {unit}, output {spec.job_dir}")
+        if self.progress and spec.probe is None:
+            self.task = self.progress.add_task(spec.name, total=spec.length, completed=step or 0,
                                                loss="-", speed="-")
 
     def on_row(self, row: dict[str, Any]) -> None:
@@ -382,7 +383,7 @@ def flops(spec: SpecArg, overrides: Overrides = None, as_json: JsonOpt = False) 
     from jepa_platform.train.flops import format_flops, format_schedule, schedule_flops
 
     job = load(spec, overrides)
-    reports = {s.name: schedule_flops(s) for s in job.pipeline()}
+    reports = {s.name: schedule_flops(s) for s in job.pipeline() if s.probe is None}  # probes: not pretraining
     total = sum(r["schedule"]["total"] for r in reports.values())
     if as_json:
         return emit_json({"stages": reports, "total": total})
@@ -391,6 +392,100 @@ def flops(spec: SpecArg, overrides: Overrides = None, as_json: JsonOpt = False) 
         out.print(format_schedule(report), highlight=False)
     if len(reports) > 1:
         out.print(f"[bold]pipeline total[/] {format_flops(total)}", highlight=False)
+
+
+def parse_mapping(text: str | None, what: str) -> dict[str, Any]:
+    import yaml
+
+    value = yaml.safe_load(text) if text else {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{what}: expected a YAML/JSON mapping, e.g. '{{size: tiny, depth: 4}}', got {text!r}")
+    return value
+
+
+@app.command()
+@user_errors
+def probe(
+    train: Annotated[str, typer.Option(help="Training set: `path label` CSV, JSONL (path, label, label_name) or a "
+                                            "folder per class (videos or images).", show_default=False)],
+    val: Annotated[str, typer.Option(help="Validation set, same forms.", show_default=False)],
+    checkpoint: Annotated[str | None, typer.Option(help="Encoder weights: a job, checkpoints or step folder, state.pt "
+                                                        "or a V-JEPA .pth, any fsspec URL; omit for a random-init "
+                                                        "baseline.")] = None,
+    backbone: Annotated[str | None, typer.Option(help="Backbone kind, e.g. vit or timm (default: the checkpoint "
+                                                      "job's).")] = None,
+    backbone_params: Annotated[str | None, typer.Option(help="Backbone params, YAML, e.g. '{size: large}'.")] = None,
+    probe_kind: Annotated[str | None, typer.Option("--probe", help="Probe kind: attentive or linear.")] = None,
+    probe_params: Annotated[str | None, typer.Option(help="Probe params, YAML, e.g. '{depth: 3}'.")] = None,
+    lr: Annotated[list[float] | None, typer.Option("--lr", help="Learning rate of the grid (repeat).")] = None,
+    wd: Annotated[list[float] | None, typer.Option("--wd", help="Weight decay of the grid (repeat).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Probe epochs.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Videos per batch per worker.")] = None,
+    frames: Annotated[int | None, typer.Option(help="Frames per clip (default: the checkpoint job's).")] = None,
+    resolution: Annotated[int | None, typer.Option(help="Clip side in pixels (default: the job's).")] = None,
+    segments: Annotated[int | None, typer.Option(help="Clips per video, one per temporal segment.")] = None,
+    views: Annotated[int | None, typer.Option(help="Spatial views at evaluation, predictions averaged.")] = None,
+    output: Annotated[str | None, typer.Option(help="Output folder (metrics, confusion matrix, best probe).")] = None,
+    settings: Annotated[list[str] | None, typer.Option("--set", help="Any other setting, KEY=VALUE (YAML value), "
+                                                                     "e.g. --set augment=false")] = None,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Frozen evaluation: train a grid of probes on a checkpoint's frozen encoder and report validation accuracy."""
+    import yaml
+    from pydantic import ValidationError
+
+    from jepa_platform.eval import ProbeSettings, run_probe
+
+    raw: dict[str, Any] = {
+        "train": train, "val": val, "checkpoint": checkpoint, "lrs": lr, "wds": wd, "epochs": epochs,
+        "batch_size": batch_size, "frames": frames, "resolution": resolution, "num_segments": segments,
+        "num_views": views, "output": output,
+    }
+    raw = {k: v for k, v in raw.items() if v is not None}  # unset options keep ProbeSettings' defaults
+    if backbone or backbone_params:
+        raw["backbone"] = {"kind": backbone or "vit", "params": parse_mapping(backbone_params, "--backbone-params")}
+    if probe_kind or probe_params:
+        raw["probe"] = {"kind": probe_kind or "attentive", "params": parse_mapping(probe_params, "--probe-params")}
+    for item in settings or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set num_views=3")
+        key, value = item.split("=", 1)
+        raw[key.strip()] = yaml.safe_load(value)
+    try:
+        probe_settings = ProbeSettings.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(
+            "; ".join(f"{'.'.join(map(str, x['loc'])) or 'settings'}: {x['msg']}" for x in e.errors())
+        ) from None
+
+    def on_epoch(rows: list[dict[str, Any]]) -> None:
+        if quiet or as_json:
+            return
+        best = max(rows, key=lambda r: r.get("val_top1", -1))
+        shown = f", best val top-1 {best['val_top1']:.3f}" if "val_top1" in best else ""
+        out.print(f"epoch {rows[0]['epoch']}: train loss {min(r['train_loss'] for r in rows):.4f}{shown} "
+                  f"({rows[0]['epoch_s']:.1f} s)", highlight=False)
+
+    report = run_probe(probe_settings, on_epoch=on_epoch)
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    print_probe_report(report, checkpoint)
+
+
+def print_probe_report(report, checkpoint: str | None) -> None:
+    table = Table(title=f"probes on {checkpoint or 'a randomly initialised encoder'} ({report.val_items} val items)")
+    for column in ("probe", "top-1", "top-5", "val loss", "train loss"):
+        table.add_column(column, justify="left" if column == "probe" else "right")
+    for i, r in enumerate(report.results):
+        mark = " [bold green]*best[/]" if i == report.best else ""
+        table.add_row(r.name + mark, f"{r.top1:.3f}", f"{r.top5:.3f}", f"{r.loss:.4f}", f"{r.train_loss:.4f}")
+    out.print(table)
+    if report.groups:
+        out.print("best probe by class group: " + ", ".join(f"{g} {a:.3f}" for g, a in report.groups.items()))
+    if report.output:
+        out.print(f"outputs in {report.output}")
 
 
 @app.command()

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from jepa_platform.errors import ConfigError, JepaError
+from jepa_platform.eval.settings import ProbeSettings
 from jepa_platform.plugins.manager import registry
 from jepa_platform.plugins.registries import PluginError
 from jepa_platform.train.checkpoint import join
@@ -204,6 +205,12 @@ class ClusterSpec(Strict):
     )
 
 
+class ProbeSpec(ProbeSettings):
+    """A frozen evaluation run as this stage instead of training (what `jepa probe` runs). `checkpoint:
+    stage:NAME` probes an earlier stage; backbone and clip sizes default to that stage's; `output`
+    defaults to this stage's folder."""
+
+
 NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
@@ -221,6 +228,7 @@ class JobSpec(Strict):
     storage: StorageSpec = StorageSpec()
     target: Literal["local", "ray", "kubernetes"] = "local"
     cluster: ClusterSpec = ClusterSpec()
+    probe: ProbeSpec | None = Field(None, description="Makes this job (stage) a frozen evaluation; see `jepa probe`.")
     kubernetes: KubernetesSettings | None = Field(
         None, description="Target kubernetes: namespace, image, node pool profile, Secrets for storage "
         "credentials, RayJob lifetimes (see `jepa schema`)."
@@ -249,6 +257,11 @@ class JobSpec(Strict):
     @property
     def job_dir(self) -> str:
         return join(self.storage.output, self.name)
+
+    @property
+    def length(self) -> int:
+        """Steps of a training stage; epochs of a probe stage."""
+        return self.probe.epochs if self.probe is not None else self.optim.steps
 
     def pipeline(self) -> list[JobSpec]:
         """The stages to run, in order: the expanded `stages`, or this spec alone when it has none."""

@@ -110,3 +110,36 @@ def test_each_stage_records_its_flops_and_the_student_counts_the_teacher_stage(t
     last = read_metrics(str(tmp_path / "runs/salt/student/metrics.jsonl"))[-1]
     assert last["flops"] == pytest.approx(4 * s_info["per_step"]["total"])
     assert last["pipeline_flops"] == pytest.approx(t_info["run_flops"] + last["flops"])
+
+
+def test_a_probe_stage_evaluates_the_student_it_names_and_is_skipped_once_done(tmp_path, synthetic_dataset):
+    from jepa_platform.eval import run_probe
+    from jepa_platform.runners.local import probe_results, probe_settings
+
+    class ProbingRunner(InProcessRunner):
+        def submit(self, spec, on_row=None):
+            if spec.probe is None:
+                return super().submit(spec, on_row)
+            self.ran.append(spec.name)
+            report = run_probe(probe_settings(spec))
+            return RunResult(spec.name, spec.job_dir, "SUCCEEDED", spec.probe.epochs, {"top1": report.best_result.top1},
+                             None)
+
+    raw = salt_raw(tmp_path, synthetic_dataset)
+    raw["stages"].append({"name": "probe", "probe": {
+        "checkpoint": "stage:student", "train": str(synthetic_dataset), "val": str(synthetic_dataset),
+        "epochs": 2, "batch_size": 4, "workers": 0, "probe": {"kind": "attentive", "params": {"num_heads": 4}}}})
+    spec = validate_spec(raw)
+    probe = spec.pipeline()[2]
+    assert probe.probe.checkpoint == str(tmp_path / "runs" / "salt" / "student" / "checkpoints")
+    assert probe.length == 2
+
+    runner = ProbingRunner()
+    run_stages(spec, runner)
+    assert runner.ran == ["teacher", "student", "probe"]
+    results = probe_results(probe)
+    assert results is not None and 0.0 <= results["results"][results["best"]]["top1"] <= 1.0
+    assert (tmp_path / "runs/salt/probe/confusion.png").is_file()
+    again = ProbingRunner()
+    run_stages(spec, again)
+    assert again.ran == []

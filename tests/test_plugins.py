@@ -127,10 +127,14 @@ def test_every_registered_component_keeps_the_contract():
     for family, names in EXAMPLE_COMPONENTS.items():
         for name in names:
             assert checked[family, name].skipped is None
-    # a frozen teacher needs a checkpoint to load; tests/test_frozen_teacher.py covers it
+    # a frozen teacher needs a checkpoint to load (tests/test_frozen_teacher.py covers it); the timm
+    # backbone needs a model name, given here
     skipped = {(r.family, r.name): r.skipped for r in results if r.skipped}
-    assert skipped.keys() <= {("teachers", "frozen")}, skipped
-    assert all("checkpoint" in why for why in skipped.values())
+    assert skipped.keys() <= {("teachers", "frozen"), ("backbones", "timm")}, skipped
+    # it encodes whole clips for probing (no `keep`, so it cannot be a pretraining student)
+    timm = registry("backbones").get("timm").build({"model": "vit_tiny_patch16_224"}, img_size=32, num_frames=4)
+    assert timm(torch.randn(1, 3, 4, 32, 32)).shape[-1] == timm.embed_dim
+    assert all("no default" in why for why in skipped.values())
 
 
 class LeakyVit(VideoViT):

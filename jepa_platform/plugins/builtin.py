@@ -39,7 +39,24 @@ def build_vit(params: VitParams, *, img_size: int, num_frames: int):
 
 @hookimpl
 def jepa_register_backbones(register):
+    from jepa_platform.eval.plugin import TimmBackboneParams, build_timm_backbone
+
     register("vit", build_vit, VitParams)
+    register("timm", build_timm_backbone, TimmBackboneParams)
+
+
+# -- probes ------------------------------------------------------------------------------------------
+@hookimpl
+def jepa_register_probes(register):
+    from jepa_platform.eval.plugin import (
+        AttentiveProbeParams,
+        LinearProbeParams,
+        build_attentive_probe,
+        build_linear_probe,
+    )
+
+    register("attentive", build_attentive_probe, AttentiveProbeParams)
+    register("linear", build_linear_probe, LinearProbeParams)
 
 
 # -- predictors --------------------------------------------------------------------------------------

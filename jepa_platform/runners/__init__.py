@@ -51,7 +51,7 @@ def run_stages(
     results = []
     for s in select_stages(spec, stage):
         step, ckpt = latest_step(s)
-        if step is not None and step >= s.optim.steps:
+        if step is not None and step >= s.length:
             if on_stage:
                 on_stage(s, "skipped", step)
             results.append(RunResult(s.name, s.job_dir, "SUCCEEDED", step, {}, ckpt, step))
@@ -96,7 +96,7 @@ def submit(
         runner = component.build({})
     record = store.save(
         JobRecord(store.new_id(spec.name), spec.name, target, spec.job_dir, spec=spec.resolved(),
-                  steps=sum(s.optim.steps for s in stages), stage=stage)
+                  steps=sum(s.length for s in stages), stage=stage)
     )
     if target == "ray":
         return runner.run_record(spec, record, store, wait=wait, working_dir=working_dir, plugins=plugins,

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import fsspec
+
 from jepa_platform.errors import JepaError, TrainingError
 from jepa_platform.spec import JobSpec
 from jepa_platform.train.checkpoint import CheckpointStore, join
@@ -33,8 +35,24 @@ class RunResult:
     error: str | None = None
 
 
+def probe_settings(spec: JobSpec):
+    """A probe stage's settings, writing into the stage's own folder unless told otherwise."""
+    return spec.probe.model_copy(update={"output": spec.probe.output or spec.job_dir})
+
+
+def probe_results(spec: JobSpec) -> dict[str, Any] | None:
+    """results.json of a finished probe stage, or None."""
+    import json
+
+    fs, path = fsspec.core.url_to_fs(join(probe_settings(spec).output, "results.json"))
+    return json.loads(fs.cat_file(path)) if fs.exists(path) else None
+
+
 def latest_step(spec: JobSpec) -> tuple[int | None, str | None]:
-    """(step, checkpoint URL) of the job's newest checkpoint, or (None, None)."""
+    """(step, checkpoint URL) of the job's newest checkpoint, or (None, None); a probe stage counts its
+    epochs, all of them once its results are written (probes are short: they rerun, not resume)."""
+    if spec.probe is not None:
+        return (spec.probe.epochs, None) if probe_results(spec) else (None, None)
     store = CheckpointStore(join(spec.job_dir, CHECKPOINTS))
     url = store.latest()
     if url is None:
@@ -84,9 +102,15 @@ class LocalRunner:
         resources = {"CPU": spec.resources.cpus_per_worker}
         if use_gpu:
             resources["GPU"] = spec.resources.gpus_per_worker
+        if spec.probe is not None:  # a frozen-evaluation stage
+            from jepa_platform.eval.run import probe_worker
+
+            worker, config = probe_worker, {"settings": probe_settings(spec).model_dump(mode="json")}
+        else:
+            worker, config = train_worker, {"spec": spec.resolved()}
         trainer = TorchTrainer(
-            train_worker,
-            train_loop_config={"spec": spec.resolved()},
+            worker,
+            train_loop_config=config,
             torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
             scaling_config=ScalingConfig(
                 num_workers=spec.resources.workers,
@@ -117,6 +141,12 @@ class LocalRunner:
             stop.set()
             if watcher:
                 watcher.join()
+        if spec.probe is not None:
+            results = probe_results(spec)
+            best = results["results"][results["best"]] if results else {}
+            return RunResult(spec.name, spec.job_dir, "FAILED" if error or not results else "SUCCEEDED",
+                             spec.probe.epochs if results else 0, {**best, **(results or {}).get("groups", {})},
+                             None, None, error or (None if results else "the probe wrote no results"))
         rows = read_metrics(join(spec.job_dir, METRICS_FILE))
         step, ckpt = latest_step(spec)
         return RunResult(
