@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from jepa_platform.data.synthetic import write_synthetic_dataset
+from jepa_platform.data.synthetic import CLASSES, write_synthetic_dataset
 from jepa_platform.eval.run import run_probe
 from jepa_platform.eval.settings import ProbeSettings
 from jepa_platform.spec import validate_spec
@@ -58,8 +58,11 @@ def probe(out: Path, data: Path, name: str, checkpoint: str | None, backbone: di
     settings = ProbeSettings(
         checkpoint=checkpoint, key="auto", backbone={"kind": "vit", "params": backbone},
         train=str(data / "train.csv"), val=str(data / "val.csv"), frames=8, stride=2, resolution=64,
-        probe={"kind": "attentive", "params": {"num_heads": 3}}, lrs=[1e-3, 3e-3], wds=[0.01],
-        epochs=epochs, batch_size=8, workers=0, output=str(out / "probes" / name),
+        label_names=CLASSES, num_segments=2, probe={"kind": "attentive", "params": {"num_heads": 3}},
+        lrs=[3e-3, 1e-3, 3e-4], wds=[0.01], epochs=epochs, batch_size=8, workers=0,
+        # cached tokens, no augmentation: a 0.08-area crop of a 64-pixel frame often cuts the shape out, and a
+        # flip turns move_left into move_right (bench/probe.py found both)
+        augment=False, hflip=False, cache_features=True, output=str(out / "probes" / name),
     )
     report = run_probe(settings)
     return {"top1": report.best_result.top1, **report.groups}
@@ -70,7 +73,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/salt-bench"))
     parser.add_argument("--vjepa-steps", type=int, default=300, help="Sets the FLOPs budget.")
     parser.add_argument("--teacher-fraction", type=float, default=0.25, help="Share of the budget for SALT's teacher.")
-    parser.add_argument("--probe-epochs", type=int, default=15)
+    parser.add_argument("--probe-epochs", type=int, default=40)
     parser.add_argument("--videos-per-class", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
