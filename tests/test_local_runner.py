@@ -53,13 +53,36 @@ def test_submit_trains_through_ray_train_and_resubmitting_resumes(tmp_path, synt
     assert '"SUCCEEDED"' in listed.stdout
 
 
-def test_two_workers_train_with_ddp(tmp_path, synthetic_dataset):
+def test_two_workers_train_with_ddp_and_resume(tmp_path, synthetic_dataset):
     spec = tiny_spec(tmp_path, synthetic_dataset, name="ddp")
     result = runner.invoke(app, ["submit", str(spec), "resources.workers=2", "--quiet"])
     assert result.exit_code == 0, result.output
     rows = read_metrics(str(tmp_path / "runs" / "ddp" / "metrics.jsonl"))
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     assert all(r["workers"] == 2 for r in rows)
+    assert (tmp_path / "runs" / "ddp" / "checkpoints" / "step_00000004" / "state.pt").is_file()
+
+    again = runner.invoke(app, ["submit", str(spec), "resources.workers=2", "optim.steps=6"])
+    assert again.exit_code == 0, again.output
+    assert "Resuming ddp from step 4" in again.output
+    assert [r["step"] for r in read_metrics(str(tmp_path / "runs" / "ddp" / "metrics.jsonl"))] == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_probe_job_runs_through_ray_train_on_two_workers(tmp_path, synthetic_dataset):
+    import json
+
+    raw = yaml.safe_load(tiny_spec(tmp_path, synthetic_dataset, name="probe").read_text())
+    raw["resources"] = {"workers": 2}
+    raw["probe"] = {"checkpoint": None, "backbone": raw["backbone"], "train": str(synthetic_dataset),
+                    "val": str(synthetic_dataset), "frames": 4, "stride": 2, "resolution": 32, "epochs": 2,
+                    "batch_size": 2, "workers": 0, "probe": {"kind": "attentive", "params": {"num_heads": 3}}}
+    path = tmp_path / "probe.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    result = runner.invoke(app, ["submit", str(path), "--quiet"])
+    assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "runs" / "probe" / "results.json").read_text())
+    assert results["val_items"] == 12 and 0.0 <= results["results"][0]["top1"] <= 1.0
+    assert (tmp_path / "runs" / "probe" / "confusion.csv").is_file()
 
 
 def test_a_failing_job_exits_1_with_the_workers_message(tmp_path):
