@@ -38,5 +38,4 @@ class EmaTeacher(LatentTeacher):
         m = self.momentum(step)
         teacher = list(self.encoder.parameters())
         student = [p.detach() for p in self.student[0].parameters()]
-        torch._foreach_mul_(teacher, m)
-        torch._foreach_add_(teacher, student, alpha=1.0 - m)
+        torch._foreach_lerp_(teacher, student, 1.0 - m)  # m * teacher + (1 - m) * student, in one pass

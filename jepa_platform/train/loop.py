@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 import torch
 import torch.distributed as dist
 import torch.nn as nn
+from torch.utils._python_dispatch import _len_torch_dispatch_stack
 from torch.utils.data import DataLoader, Dataset
 
 from jepa_platform.data.sampler import ResumableSampler
@@ -57,6 +60,63 @@ def autocast_for(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
+Shard = tuple[torch.Tensor, list[Masks]]
+
+
+def split_batch(clips: torch.Tensor, masks: list[Masks], parts: int) -> list[Shard]:
+    """Cuts clips [B, ...] and their masks (every field batch-first) into `parts` contiguous shards whose
+    sizes differ by at most one."""
+    bounds = [clips.shape[0] * i // parts for i in range(parts + 1)]
+    return [(clips[lo:hi], [_batch_rows(m, lo, hi) for m in masks]) for lo, hi in itertools.pairwise(bounds)]
+
+
+def _batch_rows(masks: Masks, lo: int, hi: int) -> Masks:
+    return dataclasses.replace(masks, **{f.name: getattr(masks, f.name)[lo:hi] for f in dataclasses.fields(masks)})
+
+
+class CpuShards:
+    """Runs per-shard work side by side on CPU threads, splitting torch's intra-op threads between them.
+
+    On a few cores, intra-op threading of a ViT step scales poorly (every op forks and joins both cores;
+    many are small); a batch cut into one shard per core keeps each core busy between two joins per step.
+    """
+
+    def __init__(self, count: int):
+        self.count = count
+        self.pool = ThreadPoolExecutor(count, thread_name_prefix="jepa-shard")
+
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        threads = torch.get_num_threads()
+        per_shard = max(1, threads // len(items))
+
+        def run(item):
+            torch.set_num_threads(per_shard)
+            return fn(item)
+
+        futures = [self.pool.submit(run, item) for item in items]
+        wait(futures)  # all of them, also when one fails, before the threads are given back
+        torch.set_num_threads(threads)
+        return [f.result() for f in futures]
+
+
+def sum_in_order(grads_per_shard: Sequence[Sequence[torch.Tensor | None]]) -> list[torch.Tensor | None]:
+    """Per parameter, the sum of its shards' gradients in shard order (so a step is deterministic)."""
+    total = list(grads_per_shard[0])
+    for grads in grads_per_shard[1:]:
+        both = [i for i, g in enumerate(grads) if g is not None and total[i] is not None]
+        if both:
+            torch._foreach_add_([total[i] for i in both], [grads[i] for i in both])
+        total = [g if t is None else t for t, g in zip(total, grads, strict=True)]
+    return total
+
+
+def has_random_layers(module: nn.Module) -> bool:
+    """Whether a training forward draws random numbers (dropout, drop-path)."""
+    return any(
+        (isinstance(m, nn.Dropout) and m.p > 0) or getattr(m, "drop_prob", 0.0) > 0 for m in module.modules()
+    )
+
+
 @dataclasses.dataclass
 class Progress:
     step: int = 0
@@ -70,6 +130,13 @@ class Trainer:
     Everything a resumed run needs to continue the same sequence is in `state_dict`: weights, teacher,
     optimiser, step, data position, mask sampler and RNG state. N steps, resume, N more steps end
     where 2N uninterrupted steps end.
+
+    On CPU, a batch is cut into `cpu_shards` shards (default: one per intra-op thread) that run side by side,
+    one core each, their gradients summed in shard order: the same step up to float rounding, faster on
+    a few cores. It runs whole (intra-op threads only) on GPU, under a wrapper (DDP expects one forward per
+    step), with dropout or drop-path (random draws would interleave across threads) and inside torch
+    dispatch or function modes such as FLOP counters (they are per thread). Shards call the student's
+    forward and the teacher's `targets` and `loss` at the same time, so these must not change state.
     """
 
     def __init__(
@@ -89,6 +156,7 @@ class Trainer:
         wrap: Callable[[nn.Module], nn.Module] | None = None,
         report: Report | None = None,
         on_step: Callable[[dict[str, Any]], None] | None = None,
+        cpu_shards: int | None = None,
     ):
         if len(dataset) < world_size * optim.batch_size:
             raise ConfigError(
@@ -110,6 +178,9 @@ class Trainer:
         self.batches_per_epoch = self.sampler.per_rank // optim.batch_size
         self.flops_per_step: float | None = None  # of one global step, when the runner measured it
         self.upstream_flops = 0.0  # training FLOPs of earlier pipeline stages (a SALT teacher)
+        self.cpu_shards = cpu_shards
+        self._random_layers = has_random_layers(self.student)
+        self._shards: CpuShards | None = None
 
     # -- state -----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -160,14 +231,16 @@ class Trainer:
         masks = [m.to(self.device, non_blocking=True) for m in self.collator(clips.shape[0], grid)]
         lr, wd = self.schedules.apply(self.optimizer, self.progress.step)
         self.model.train()
-        with autocast_for(self.device, self.cfg.precision):
-            targets = self.teacher.targets(clips, masks)
-            predictions = self.model(clips, masks)
-            losses = [self.teacher.loss(p.float(), t.float()) for p, t in zip(predictions, targets, strict=True)]
+        shards = self.shard_count(clips.shape[0])
+        if shards == 1:
+            losses = self._losses((clips, masks))
             loss = torch.stack(losses).mean()
+            backward = loss.backward
+        else:
+            losses, loss, backward = self._sharded_forward(split_batch(clips, masks, shards))
         self._check_finite(loss)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        backward()
         params = [p for p in self.student.parameters() if p.grad is not None]
         if self.cfg.clip_grad is not None:
             grad_norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.clip_grad)
@@ -179,6 +252,50 @@ class Trainer:
         row = {"loss": loss.item(), "lr": lr, "wd": wd, "grad_norm": float(grad_norm)}
         row.update({f"loss_mask{i}": v.item() for i, v in enumerate(losses)})
         return row
+
+    def shard_count(self, batch: int) -> int:
+        """Shards this step's batch runs as (1: whole); see the class docstring for when."""
+        if (
+            self.device.type != "cpu"
+            or self.model is not self.student
+            or self._random_layers
+            or _len_torch_dispatch_stack() > 0
+            or torch._C._len_torch_function_stack() > 0
+        ):
+            return 1
+        wanted = torch.get_num_threads() if self.cpu_shards is None else self.cpu_shards
+        return max(1, min(wanted, batch))
+
+    def _losses(self, shard: Shard) -> list[torch.Tensor]:
+        """Each mask's loss on a (part of the) batch: teacher targets against student predictions."""
+        clips, masks = shard
+        with autocast_for(self.device, self.cfg.precision):
+            targets = self.teacher.targets(clips, masks)
+            predictions = self.model(clips, masks)
+            return [self.teacher.loss(p.float(), t.float()) for p, t in zip(predictions, targets, strict=True)]
+
+    def _sharded_forward(self, shards: list[Shard]):
+        """Forward of each shard on its own core; returns the batch's per-mask losses, its loss and a
+        backward that sets each parameter's `.grad` to the sum of the shards' gradients."""
+        if self._shards is None or self._shards.count != len(shards):
+            self._shards = CpuShards(len(shards))
+        runner = self._shards
+        shard_losses = runner.map(self._losses, shards)
+        # every clip has the same number of target tokens per mask, so clip-weighted means are batch means
+        weights = [len(clips) / sum(len(c) for c, _ in shards) for clips, _ in shards]
+        objectives = [w * torch.stack(losses).mean() for w, losses in zip(weights, shard_losses, strict=True)]
+        with torch.no_grad():
+            losses = [sum(w * ls[i] for w, ls in zip(weights, shard_losses, strict=True))
+                      for i in range(len(shard_losses[0]))]
+            loss = sum(objectives)
+        params = [p for p in self.student.parameters() if p.requires_grad]
+
+        def backward() -> None:
+            grads = runner.map(lambda o: torch.autograd.grad(o, params, allow_unused=True), objectives)
+            for p, g in zip(params, sum_in_order(grads), strict=True):
+                p.grad = g
+
+        return losses, loss, backward
 
     def _check_finite(self, loss: torch.Tensor) -> None:
         bad = (~torch.isfinite(loss.detach())).float()
