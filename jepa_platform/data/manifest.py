@@ -59,7 +59,7 @@ def _parse_lines(source: str, text: str) -> list[VideoEntry]:
                 f"{source}, line {number}: expected 'path label' (a path without spaces and an "
                 f"integer label), got {line.strip()!r}"
             )
-        entries.append(VideoEntry(path=_resolve(source, fields[0]), label=int(fields[1])))
+        entries.append(VideoEntry(path=resolve_entry_path(source, fields[0]), label=int(fields[1])))
     return entries
 
 
@@ -71,7 +71,7 @@ def _is_int(text: str) -> bool:
     return True
 
 
-def _resolve(manifest: str, path: str) -> str:
+def resolve_entry_path(manifest: str, path: str) -> str:
     """``path`` as listed, or joined to the manifest's directory if it is relative."""
     if "://" in path or path.startswith("/"):
         return path

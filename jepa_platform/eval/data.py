@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import posixpath
 from dataclasses import dataclass, field
 
@@ -14,7 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from jepa_platform.data.clips import sample_clip_indices
-from jepa_platform.data.manifest import VIDEO_EXTENSIONS, read_manifest
+from jepa_platform.data.manifest import VIDEO_EXTENSIONS, read_manifest, resolve_entry_path
 from jepa_platform.data.transforms import ClipTransform
 from jepa_platform.data.video import VideoReader
 from jepa_platform.errors import ConfigError, DataError
@@ -87,7 +86,7 @@ def _read_jsonl(source: str, fs, path: str) -> LabelledSet:
             continue
         try:
             row = json.loads(line)
-            item = LabelledItem(_resolve(source, str(row["path"])), int(row["label"]))
+            item = LabelledItem(resolve_entry_path(source, str(row["path"])), int(row["label"]))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
             raise DataError(f"{source}, line {number}: expected a JSON object with 'path' and an integer "
                             f"'label' ({type(e).__name__}: {e})") from None
@@ -98,16 +97,6 @@ def _read_jsonl(source: str, fs, path: str) -> LabelledSet:
                                 f"{names[item.label]!r} and {name!r}")
         items.append(item)
     return LabelledSet(source, items, names)
-
-
-def _resolve(manifest: str, path: str) -> str:
-    """`path` as listed, or joined to the manifest's folder (keeping its URL scheme) when relative."""
-    if "://" in path or path.startswith("/"):
-        return path
-    if "://" in manifest:
-        scheme, rest = manifest.split("://", 1)
-        return f"{scheme}://{posixpath.normpath(posixpath.join(posixpath.dirname(rest), path))}"
-    return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(manifest)), path))
 
 
 def _class_folders(source: str, fs, root: str) -> LabelledSet:
