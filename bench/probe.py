@@ -39,29 +39,12 @@ from jepa_platform.eval import (
     resolve_settings,
     run_probe,
 )
-from jepa_platform.plugins import hookimpl, manager, registry
 from jepa_platform.spec import validate_spec
 from jepa_platform.train.checkpoint import join
 from jepa_platform.train.job import run_training
 
 BACKBONE = {"kind": "vit", "params": {"size": "tiny", "depth": 4}}
 CLIP = {"frames": 8, "stride": 2, "resolution": 64}
-
-
-class EvalComponents:
-    """Registers the probes until `plugins/builtin.py` does (then this is never used)."""
-
-    @hookimpl
-    def jepa_register_probes(self, register):
-        from jepa_platform.eval import plugin
-
-        register("attentive", plugin.build_attentive_probe, plugin.AttentiveProbeParams)
-        register("linear", plugin.build_linear_probe, plugin.LinearProbeParams)
-
-
-def ensure_probes_registered() -> None:
-    if "attentive" not in registry("probes"):
-        manager.set_plugins(manager.Plugins(extra={"eval-bench": EvalComponents()}))
 
 
 def pretrain(manifest: Path, out: Path, steps: int, batch_size: int) -> tuple[str, float, dict]:
@@ -118,7 +101,6 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="keep everything here (default: a temp folder)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    ensure_probes_registered()
     out = args.out or Path(tempfile.mkdtemp(prefix="jepa-probe-bench-"))
     data = out / "data"
     if not (data / "val.csv").exists():
