@@ -3,6 +3,7 @@ batch, deterministically, and is not used where it would not be the same step.""
 
 import pytest
 import torch
+from random_clips import RandomClips
 from torch.utils.flop_counter import FlopCounterMode
 
 from jepa_platform.masks import MaskCollator, default_vjepa_maskers
@@ -11,17 +12,6 @@ from jepa_platform.models.vit import video_vit
 from jepa_platform.teachers.ema import EmaTeacher
 from jepa_platform.train.config import OptimConfig
 from jepa_platform.train.loop import CpuShards, JepaStudent, Trainer, split_batch, sum_in_order
-
-
-class RandomClips(torch.utils.data.Dataset):
-    def __init__(self, n=8, shape=(3, 4, 32, 32)):
-        self.clips = torch.randn(n, *shape, generator=torch.Generator().manual_seed(0))
-
-    def __len__(self):
-        return len(self.clips)
-
-    def __getitem__(self, i):
-        return {"clip": self.clips[i], "label": 0, "index": i}
 
 
 def sharded_trainer(cpu_shards, drop_path=0.0, wrap=None):

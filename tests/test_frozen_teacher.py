@@ -3,6 +3,7 @@ import copy
 import fsspec
 import pytest
 import torch
+from random_clips import RandomClips
 
 from jepa_platform.errors import ConfigError
 from jepa_platform.masks import MaskCollator, default_vjepa_maskers
@@ -22,17 +23,6 @@ def vit(embed_dim=48, depth=2, num_heads=3, seed=0, **kwargs):
     torch.manual_seed(seed)
     size = {"img_size": 32, "num_frames": 4, "patch_size": 8, **kwargs}
     return video_vit("custom", embed_dim=embed_dim, depth=depth, num_heads=num_heads, **size)
-
-
-class RandomClips(torch.utils.data.Dataset):
-    def __init__(self, n=8, shape=(3, 4, 32, 32)):
-        self.clips = torch.randn(n, *shape, generator=torch.Generator().manual_seed(0))
-
-    def __len__(self):
-        return len(self.clips)
-
-    def __getitem__(self, i):
-        return {"clip": self.clips[i], "label": 0, "index": i}
 
 
 def make_trainer(teacher, encoder=None, steps=6, store=None, seed=0, **optim):

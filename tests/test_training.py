@@ -2,6 +2,7 @@ import copy
 
 import pytest
 import torch
+from random_clips import RandomClips
 
 from jepa_platform.errors import TrainingError
 from jepa_platform.masks import MaskCollator, default_vjepa_maskers
@@ -12,20 +13,6 @@ from jepa_platform.train.checkpoint import CheckpointStore
 from jepa_platform.train.config import OptimConfig
 from jepa_platform.train.loop import JepaStudent, Trainer
 from jepa_platform.train.metrics import MetricsLog, read_metrics
-
-
-class RandomClips(torch.utils.data.Dataset):
-    """Fixed random clips: deterministic per index, so two runs see the same data."""
-
-    def __init__(self, n=8, shape=(3, 4, 32, 32)):
-        g = torch.Generator().manual_seed(0)
-        self.clips = torch.randn(n, *shape, generator=g)
-
-    def __len__(self):
-        return len(self.clips)
-
-    def __getitem__(self, i):
-        return {"clip": self.clips[i], "label": 0, "index": i}
 
 
 def make_trainer(tmp_path=None, steps=6, seed=0, store_url=None, **optim):
