@@ -47,14 +47,14 @@ BACKBONE = {"kind": "vit", "params": {"size": "tiny", "depth": 4}}
 CLIP = {"frames": 8, "stride": 2, "resolution": 64}
 
 
-def pretrain(manifest: Path, out: Path, steps: int, batch_size: int) -> tuple[str, float, dict]:
+def pretrain(manifest: Path, out: Path, steps: int, batch_size: int, lr: float) -> tuple[str, float, dict]:
     """Trains the tiny V-JEPA; returns (checkpoints URL, seconds, last metrics row)."""
     spec = validate_spec({
         "name": "probe-bench",
         "backbone": BACKBONE,
         "predictor": {"kind": "vit_predictor", "params": {"embed_dim": 96, "depth": 2, "num_heads": 3}},
         "teacher": {"kind": "ema"},
-        "optim": {"steps": steps, "batch_size": batch_size, "warmup_steps": max(1, steps // 10), "lr": 5e-4,
+        "optim": {"steps": steps, "batch_size": batch_size, "warmup_steps": max(1, steps // 10), "lr": lr,
                   "start_lr": 1e-4, "log_every": 25, "checkpoint_every": steps},
         "data": {"dataset": "video", "train": str(manifest), "loader_workers": 1, **CLIP},
         "storage": {"output": str(out)},
@@ -92,6 +92,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=600, help="V-JEPA pretraining steps")
     parser.add_argument("--pretrain-batch", type=int, default=8)
+    parser.add_argument("--pretrain-lr", type=float, default=5e-4)
+    parser.add_argument("--patch-size", type=int, default=16,
+                        help="16: a 4x4 token grid per 64-pixel frame; 8: 8x8 (4x the tokens, more context per mask)")
     parser.add_argument("--videos-per-class", type=int, default=24)
     parser.add_argument("--epochs", type=int, default=60, help="probe epochs")
     parser.add_argument("--augment", action="store_true", help="random-resized-crop probe training (no cache)")
@@ -101,11 +104,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="keep everything here (default: a temp folder)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    BACKBONE["params"]["patch_size"] = args.patch_size
     out = args.out or Path(tempfile.mkdtemp(prefix="jepa-probe-bench-"))
     data = out / "data"
     if not (data / "val.csv").exists():
         write_synthetic_dataset(data, videos_per_class=args.videos_per_class, frames=32, size=64, val_fraction=0.25)
-    checkpoint, pretrain_s, row = pretrain(data / "train.csv", out / "runs", args.steps, args.pretrain_batch)
+    checkpoint, pretrain_s, row = pretrain(data / "train.csv", out / "runs", args.steps, args.pretrain_batch,
+                                            args.pretrain_lr)
     print(f"pretrained {args.steps} steps in {pretrain_s:.0f} s (final loss {row.get('loss', float('nan')):.4f}); "
           f"checkpoint {checkpoint}")
     rows = []
@@ -113,7 +118,9 @@ def main() -> None:
         report, tokens = probe(ckpt, data, out / "probe" / name.split()[0].lower().replace("-", ""), args)
         rows.append((name, report, tokens))
     load = os.getloadavg()
-    print(f"\nsynthetic set: {args.videos_per_class} videos/class, {rows[0][1].val_items} validation videos; "
+    print(f"\npatch {args.patch_size} ({64 // args.patch_size}x{64 // args.patch_size} tokens per frame), "
+          f"pretrain lr {args.pretrain_lr}; synthetic set: {args.videos_per_class} videos/class, "
+          f"{rows[0][1].val_items} validation videos; "
           f"attentive probe, grid lr {args.lrs} x wd [0.01], {args.epochs} epochs, "
           f"{'augmented' if args.augment else 'cached tokens'}; load avg {load[0]:.1f}")
     header = (f"| {'encoder':<18} | {'top-1':>6} | {'motion':>6} | {'appearance':>10} | {'best probe':<18} "
