@@ -15,3 +15,7 @@ class DataError(JepaError):
 
 class TrainingError(JepaError):
     """A run that cannot go on (e.g. a non-finite loss); the last good checkpoint is kept."""
+
+
+class JobDetached(JepaError):
+    """Following a cluster job was interrupted (Ctrl-C); the job itself goes on in the cluster."""

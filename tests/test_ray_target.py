@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from jepa_platform.errors import ConfigError
+from jepa_platform.errors import ConfigError, JobDetached
 from jepa_platform.plugins.manager import set_plugins
 from jepa_platform.runners import ray_jobs
 from jepa_platform.runners.jobstore import TERMINAL, JobNotFound, JobRecord, JobStore
@@ -292,6 +292,29 @@ def test_a_runner_builds_without_an_address_and_says_so_on_first_use(monkeypatch
     runner = RayJobsRunner()  # the runner contract: building has no side effects
     with pytest.raises(ConfigError, match="target ray needs the cluster's dashboard address"):
         runner.status("any")
+
+
+def test_interrupting_the_wait_stops_following_and_leaves_the_job_running(tmp_path, synthetic_dataset, monkeypatch):
+    spec = validate_spec(tiny_raw(tmp_path, synthetic_dataset))
+    store = JobStore()
+    record = new_record(store, spec)
+    cancelled = []
+
+    def logs(self, submission_id, follow=False):
+        yield format_row({"step": 1, "loss": 0.5}) + "\n"
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(RayJobsRunner, "launch", lambda self, *args, **kwargs: kwargs["submission_id"])
+    monkeypatch.setattr(RayJobsRunner, "logs", logs)
+    monkeypatch.setattr(RayJobsRunner, "cancel", lambda self, sid: cancelled.append(sid))
+    runner = RayJobsRunner("http://127.0.0.1:8265")
+    with pytest.raises(JobDetached, match=f"it goes on as Ray job {record.id} on http://127.0.0.1:8265: follow it "
+                                          f"with `jepa logs {record.id} --follow`, stop it with `jepa cancel"):
+        runner.run_record(spec, record, store)
+    assert cancelled == []
+    kept = store.get(record.id)
+    assert kept.status == "PENDING" and kept.remote_id == record.id
+    assert "step=1" in store.log_path(record.id).read_text()
 
 
 def test_a_job_the_cluster_cannot_take_is_recorded_failed(tmp_path, synthetic_dataset):

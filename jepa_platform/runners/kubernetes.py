@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from jepa_platform.errors import ConfigError, JepaError
+from jepa_platform.errors import ConfigError, JepaError, JobDetached
 from jepa_platform.runners.k8s_manifest import (
     APP,
     APP_LABEL,
@@ -81,10 +81,6 @@ class JobAlreadyRunning(KubernetesError):
     def __init__(self, message: str, remote: str, state: str):
         super().__init__(message)
         self.remote, self.state = remote, state
-
-
-class JobDetached(KubernetesError):
-    """Following was interrupted; the job itself goes on in the cluster."""
 
 
 # -- connecting --------------------------------------------------------------------------------------

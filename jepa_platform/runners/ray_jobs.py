@@ -41,7 +41,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from jepa_platform.errors import ConfigError, JepaError
+from jepa_platform.errors import ConfigError, JepaError, JobDetached
 from jepa_platform.runners.jobstore import TERMINAL, JobNotFound, JobRecord, JobStore
 from jepa_platform.runners.local import RunResult
 from jepa_platform.spec import JobSpec
@@ -375,19 +375,15 @@ class RayJobsRunner:
 
     # following, and the job store --------------------------------------------------------------------------
     def follow(self, submission_id: str, on_line: Callable[[str], None]) -> RayJobState:
-        """Hands each log line to `on_line` until the job ends; returns its final state. Ctrl-C stops the job,
-        as it stops a local one (submit without waiting to leave it running)."""
-        try:
-            for line in self.logs(submission_id, follow=True):
-                on_line(line)
+        """Hands each log line to `on_line` until the job ends; returns its final state. Ctrl-C stops following
+        only: the job goes on in the cluster, as with `ray job submit` and the Kubernetes target."""
+        for line in self.logs(submission_id, follow=True):
+            on_line(line)
+        state = self.status(submission_id)
+        while state.status not in TERMINAL:  # the log can end a moment before the status does
+            time.sleep(0.5)
             state = self.status(submission_id)
-            while state.status not in TERMINAL:  # the log can end a moment before the status does
-                time.sleep(0.5)
-                state = self.status(submission_id)
-            return state
-        except KeyboardInterrupt:
-            self.cancel(submission_id)
-            raise
+        return state
 
     def submit(self, spec: JobSpec, on_row: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
         """The runner contract (`run_stages`): runs one stage as one Ray job, to its end."""
@@ -417,7 +413,8 @@ class RayJobsRunner:
         on_stage: Callable[[JobSpec, str, int | None], None] | None = None,
     ) -> JobRecord:
         """Submits the recorded job (its `stage`, else all stages) as one Ray job; with wait, copies its log
-        into the job store's and feeds `on_row`/`on_stage` until it ends. A refused job is recorded FAILED."""
+        into the job store's and feeds `on_row`/`on_stage` until it ends. A refused job is recorded FAILED.
+        Interrupted, it stops following and the job goes on (JobDetached says how to follow or stop it)."""
         try:
             sid = self.launch(spec, working_dir, plugins, stage=record.stage, submission_id=record.id)
         except JepaError as e:
@@ -446,8 +443,9 @@ class RayJobsRunner:
             try:
                 state = self.follow(sid, on_line)
             except KeyboardInterrupt:
-                store.update(record.id, status="CANCELLED", error="interrupted")
-                raise
+                raise JobDetached(f"stopped following job {record.id}; it goes on as Ray job {sid} on {self.address}: "
+                                  f"follow it with `jepa logs {record.id} --follow`, stop it with "
+                                  f"`jepa cancel {record.id}`") from None
         return store.update(record.id, status=state.status, step=step,
                             error=state.message if state.status == "FAILED" else None)
 
