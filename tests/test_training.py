@@ -1,5 +1,7 @@
 import copy
+import tempfile
 
+import fsspec
 import pytest
 import torch
 from random_clips import RandomClips
@@ -109,6 +111,30 @@ def test_checkpoints_and_metrics_go_through_fsspec_object_stores():
     rows = read_metrics("memory://run/metrics.jsonl")
     assert [r["step"] for r in rows] == [1, 2, 3]
     assert all(r["loss"] > 0 for r in rows)
+
+
+def test_tensorboard_scalars_reach_an_object_store_and_a_resumed_run_purges_later_steps():
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    first = make_trainer(store_url="memory://tb-run/ckpt", steps=4)
+    first.metrics = MetricsLog("memory://tb-run/metrics.jsonl", tensorboard_dir="memory://tb-run/tb")
+    first.fit(until=2)  # checkpointed at step 2
+    first.store = None
+    first.fit()  # steps 3 and 4 logged, then the run dies before its next checkpoint
+    resumed = make_trainer(store_url="memory://tb-run/ckpt", steps=4)
+    assert resumed.resume() == 2
+    resumed.metrics = MetricsLog("memory://tb-run/metrics.jsonl", resume_step=2, tensorboard_dir="memory://tb-run/tb")
+    resumed.fit()
+
+    fs = fsspec.filesystem("memory")
+    files = sorted(fs.ls("/tb-run/tb", detail=False))
+    assert len(files) == 2 and all("events.out.tfevents." in f for f in files)
+    with tempfile.TemporaryDirectory() as local:  # TensorBoard reads local folders without TensorFlow
+        fs.get(files, local + "/")
+        events = EventAccumulator(local)
+        events.Reload()
+        steps = [e.step for e in events.Scalars("train/loss")]
+    assert steps == [1, 2, 3, 4]  # the first run's steps 3 and 4 were purged by the resumed run's
 
 
 def test_metrics_rows_past_the_resumed_step_are_dropped(tmp_path):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import fsspec
@@ -15,16 +17,12 @@ class MetricsLog:
     """Appends on a local disk; object stores cannot append, so there the whole file is rewritten on flush.
 
     On resume, rows past the resumed step are dropped so the file reads as one uninterrupted run.
-    With `tensorboard_dir` (local paths only) every numeric field is also written as a TensorBoard scalar.
+    With `tensorboard_dir` every numeric field is also written as a TensorBoard scalar.
     """
 
     def __init__(self, url: str, resume_step: int | None = None, tensorboard_dir: str | None = None):
         self.url = url
-        self.writer = None
-        if tensorboard_dir and "://" not in tensorboard_dir:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(tensorboard_dir, purge_step=(resume_step or 0) + 1)
+        self.tensorboard = TensorBoardScalars(tensorboard_dir, resume_step) if tensorboard_dir else None
         self.fs, self.path = fsspec.core.url_to_fs(url)
         self.local = isinstance(self.fs, LocalFileSystem)
         self.rows: list[str] = []
@@ -41,16 +39,42 @@ class MetricsLog:
             self.fs.makedirs(self.fs._parent(self.path), exist_ok=True)
             with open(self.path, "a") as f:
                 f.write(line + "\n")
-        if self.writer:
-            for key, value in row.items():
-                if key != "step" and isinstance(value, int | float):
-                    self.writer.add_scalar(f"train/{key}", value, global_step=row.get("step"))
+        if self.tensorboard:
+            self.tensorboard.log(row)
 
     def flush(self) -> None:
-        if self.writer:
-            self.writer.flush()
+        if self.tensorboard:
+            self.tensorboard.flush()
         if not self.local:
             write_bytes_atomic(self.url, "".join(r + "\n" for r in self.rows).encode())
+
+
+class TensorBoardScalars:
+    """TensorBoard scalars `train/<field>` for each numeric field of a row, in a folder on any filesystem.
+
+    TensorBoard's writer only writes local files, so for an object store the event file is written in a
+    temporary folder and uploaded whole on each flush (scalar events are small). A resumed run starts a new
+    event file whose purge step makes TensorBoard drop the previous files' events past the resumed step.
+    """
+
+    def __init__(self, url: str, resume_step: int | None = None):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.url = url.rstrip("/")
+        fs, path = fsspec.core.url_to_fs(url)
+        self.staging = None if isinstance(fs, LocalFileSystem) else tempfile.TemporaryDirectory(prefix="jepa-tb-")
+        self.writer = SummaryWriter(self.staging.name if self.staging else path, purge_step=(resume_step or 0) + 1)
+
+    def log(self, row: dict[str, Any]) -> None:
+        for key, value in row.items():
+            if key != "step" and isinstance(value, int | float):
+                self.writer.add_scalar(f"train/{key}", value, global_step=row.get("step"))
+
+    def flush(self) -> None:
+        self.writer.flush()
+        if self.staging:
+            for local in Path(self.staging.name).iterdir():
+                write_bytes_atomic(f"{self.url}/{local.name}", local.read_bytes())
 
 
 def read_metrics(url: str) -> list[dict[str, Any]]:
