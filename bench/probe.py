@@ -69,7 +69,7 @@ def probe(checkpoint: str | None, data: Path, out: Path, args: argparse.Namespac
         checkpoint=checkpoint, backbone=BACKBONE, **CLIP, train=str(data / "train.csv"), val=str(data / "val.csv"),
         label_names=CLASSES, num_segments=2, num_views=1, lrs=args.lrs, wds=[0.01], epochs=args.epochs,
         batch_size=args.batch_size, workers=1, augment=args.augment, hflip=False, cache_features=not args.augment,
-        seed=0, output=str(out), probe={"kind": "attentive"},
+        seed=0, output=str(out), probe={"kind": args.probe},
     )
     return run_probe(settings, device="cpu"), token_properties(build_encoder(resolve_settings(settings)), data)
 
@@ -97,6 +97,8 @@ def main() -> None:
                         help="16: a 4x4 token grid per 64-pixel frame; 8: 8x8 (4x the tokens, more context per mask)")
     parser.add_argument("--videos-per-class", type=int, default=24)
     parser.add_argument("--epochs", type=int, default=60, help="probe epochs")
+    parser.add_argument("--probe", choices=["attentive", "linear"], default="attentive",
+                        help="linear: mean-pooled tokens, shows what the encoder makes linearly available")
     parser.add_argument("--augment", action="store_true", help="random-resized-crop probe training (no cache)")
     parser.add_argument("--batch-size", type=int, default=8, help="probe batch (videos)")
     parser.add_argument("--lrs", type=float, nargs="+", default=[3e-3, 1e-3, 3e-4])
@@ -121,7 +123,7 @@ def main() -> None:
     print(f"\npatch {args.patch_size} ({64 // args.patch_size}x{64 // args.patch_size} tokens per frame), "
           f"pretrain lr {args.pretrain_lr}; synthetic set: {args.videos_per_class} videos/class, "
           f"{rows[0][1].val_items} validation videos; "
-          f"attentive probe, grid lr {args.lrs} x wd [0.01], {args.epochs} epochs, "
+          f"{args.probe} probe, grid lr {args.lrs} x wd [0.01], {args.epochs} epochs, "
           f"{'augmented' if args.augment else 'cached tokens'}; load avg {load[0]:.1f}")
     header = (f"| {'encoder':<18} | {'top-1':>6} | {'motion':>6} | {'appearance':>10} | {'best probe':<18} "
               f"| {'probe s':>7} | {'token rank':>10} | {'change/t':>8} |")

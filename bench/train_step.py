@@ -14,6 +14,10 @@ FLOPs and seconds refer to the same masks; FLOP/s is the median over those steps
 The peak is the best fp32 `torch.mm` rate of 2048-4096 square matrices on the same threads, taken
 before and after the rows.
 
+Each row runs in a fresh (spawned) process, so its peak resident memory is its own: "built" is the
+process's RSS with the model, teacher, optimiser and clips in place, before the first step; "peak" is the
+process's highest RSS over the warm-up and timed steps (the FLOP replay afterwards is not included).
+
 The reference figures are the official V-JEPA code's, taken on a machine with a 372 GFLOP/s peak.
 Where this machine's peak differs, raw clips/s do not compare; "ratio at equal peak" scales the
 reference to this machine's peak (equivalently, compares utilisation on the same FLOP count).
@@ -24,8 +28,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import multiprocessing
 import os
 import platform
+import resource
 import statistics
 import time
 from dataclasses import dataclass
@@ -129,6 +135,8 @@ class Result:
     flops: list[int]
     teacher_flops: int
     load: tuple[float, float]
+    rss_built: float  # bytes
+    rss_peak: float  # bytes
 
     @property
     def median_seconds(self) -> float:
@@ -147,10 +155,19 @@ class Result:
         return statistics.median(f / s for f, s in zip(self.flops, self.seconds, strict=True))
 
 
-def run_config(cfg: BenchConfig, steps: int, warmup: int, compile_encoders: bool, cpu_shards: int | None) -> Result:
+def resident_bytes() -> float:
+    """This process's current resident set size."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def run_config(cfg: BenchConfig, steps: int, warmup: int, compile_encoders: bool, cpu_shards: int | None,
+               threads: int) -> Result:
+    torch.set_num_threads(threads)
     load_before = os.getloadavg()[0]
     trainer = build_trainer(cfg, warmup + 2 * steps, compile_encoders, cpu_shards)
     clips = trainer.dataset.clips
+    rss_built = resident_bytes()
     for _ in range(warmup):
         trainer.train_step(clips)
     first_timed_call = trainer.collator.calls
@@ -159,13 +176,21 @@ def run_config(cfg: BenchConfig, steps: int, warmup: int, compile_encoders: bool
         t0 = time.perf_counter()
         trainer.train_step(clips)
         seconds.append(time.perf_counter() - t0)
+    rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
     # Replay the timed steps' masks under the counter (the Trainer runs them unsharded there: same FLOPs).
     trainer.collator.calls = first_timed_call
     step_flops = [count_flops(lambda: trainer.train_step(clips)) for _ in range(steps)]
     masks = trainer.collator(cfg.batch_size, trainer.student.encoder.token_grid(clips.shape))
     teacher_flops = count_flops(lambda: trainer.teacher.targets(clips, masks))
     shards = trainer.shard_count(cfg.batch_size)
-    return Result(cfg, shards, seconds, step_flops, teacher_flops, (load_before, os.getloadavg()[0]))
+    return Result(cfg, shards, seconds, step_flops, teacher_flops, (load_before, os.getloadavg()[0]), rss_built,
+                  rss_peak)
+
+
+def run_config_in_new_process(*args) -> Result:
+    """`run_config` in a spawned process: its own peak RSS, no state left over from earlier rows."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(run_config, args)
 
 
 def cpu_name() -> str:
@@ -182,14 +207,15 @@ def print_table(results: list[Result], peak: float, args: argparse.Namespace) ->
           f"compile={'on' if args.compile else 'off'}; fp32 matmul peak (best torch.mm of 2048-4096 square, "
           f"{args.threads} threads): {peak / 1e9:.0f} GFLOP/s, reference machine {REF_PEAK / 1e9:.0f}")
     head = (f"{'config':<36} {'shards':>6} {'s/step':>7} {'best':>7} {'clips/s':>7} {'GFLOP/step':>10} "
-            f"{'teacher':>7} {'student':>7} {'GFLOP/s':>7} {'%peak':>5}  load")
+            f"{'teacher':>7} {'student':>7} {'GFLOP/s':>7} {'%peak':>5} {'built GB':>8} {'peak GB':>7}  load")
     print(head)
     print("-" * len(head))
     for r in results:
         print(f"{r.cfg.label:<36} {r.shards:>6} {r.median_seconds:>7.3f} {min(r.seconds):>7.3f} "
               f"{r.clips_per_s:>7.2f} {r.mean_flops / 1e9:>10.1f} {r.teacher_flops / 1e9:>7.1f} "
               f"{(r.mean_flops - r.teacher_flops) / 1e9:>7.1f} {r.flop_rate / 1e9:>7.1f} "
-              f"{100 * r.flop_rate / peak:>4.0f}%  {r.load[0]:.1f}->{r.load[1]:.1f}")
+              f"{100 * r.flop_rate / peak:>4.0f}% {r.rss_built / 1e9:>8.2f} {r.rss_peak / 1e9:>7.2f}  "
+              f"{r.load[0]:.1f}->{r.load[1]:.1f}")
     head = (f"{'against the official V-JEPA code':<36} {'shards':>6} {'ref s':>7} {'ref c/s':>7} {'ref %pk':>7} "
             f"{'clips/s ratio':>13} {'ratio at equal peak':>19}")
     print("\n" + head)
@@ -201,7 +227,8 @@ def print_table(results: list[Result], peak: float, args: argparse.Namespace) ->
               f"{100 * c.ref_utilisation:>6.0f}% {ratio:>12.2f}x {ratio * REF_PEAK / peak:>18.2f}x")
     print("\ns/step: median of the timed steps (best: fastest); teacher: EMA-teacher forward GFLOP; student:"
           " student encoder + predictor forward and backward GFLOP (both masks); %peak: FLOP/s over this run's"
-          " matmul peak. ratio at equal peak: clips/s ratio x reference peak / this machine's peak.")
+          " matmul peak; built / peak GB: resident memory before the first step / at most during the steps. "
+          "ratio at equal peak: clips/s ratio x reference peak / this machine's peak.")
     print("step times (s): " + "; ".join(
         f"{r.cfg.size}/{r.shards} " + " ".join(f"{s:.3f}" for s in r.seconds) for r in results))
 
@@ -240,7 +267,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.compile:
             warmup = max(warmup, 2)  # the first calls compile (and recompile once for dynamic shapes)
         for shards in args.cpu_shards:
-            results.append(run_config(cfg, steps, warmup, args.compile, shards))
+            results.append(run_config_in_new_process(cfg, steps, warmup, args.compile, shards, args.threads))
     peak = max(peak, matmul_peak(args.threads))  # again at the end: the best of both, the machine is shared
     print_table(results, peak, args)
 
