@@ -3,6 +3,7 @@ through the Ray Jobs API, run there by the local runner, followed, listed and st
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import shutil
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from jepa_platform.runners.ray_jobs import (
     plugin_packages,
     refresh_record,
     resolve_address,
+    sync_iter,
 )
 from jepa_platform.spec import validate_spec
 from jepa_platform.train.metrics import format_row, parse_row, read_metrics
@@ -242,6 +245,25 @@ def test_cancelling_a_running_job_stops_it_and_records_cancelled(cluster, tmp_pa
 
 
 @slow
+def test_ctrl_c_while_following_detaches_and_the_job_goes_on(cluster, tmp_path, synthetic_dataset):
+    spec = validate_spec(tiny_raw(tmp_path, synthetic_dataset, name="detach", steps=100000, checkpoint_every=1000))
+    store = JobStore()
+    runner = RayJobsRunner(cluster.address)
+    record = new_record(store, spec)
+    ctrl_c = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+
+    def first_row(row: dict) -> None:
+        if not ctrl_c.is_alive() and not ctrl_c.finished.is_set():
+            ctrl_c.start()  # lands while the log is tailed, as a user's Ctrl-C would
+
+    with pytest.raises(JobDetached, match=f"follow it with `jepa logs {record.id} --follow`"):
+        runner.run_record(spec, record, store, on_row=first_row)
+    assert runner.status(record.id).status in ("PENDING", "RUNNING")
+    assert cancel_record(refresh_record(store.get(record.id), store, strict=True), store).status == "CANCELLED"
+    assert wait_for(runner, record.id, timeout=60).status == "CANCELLED"
+
+
+@slow
 @pytest.mark.parametrize("token", [None, "not-the-token"])
 def test_a_missing_or_wrong_token_is_reported_with_the_variable_to_set(ray_cluster, token, monkeypatch):
     for name in ("JEPA_RAY_TOKEN", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
@@ -352,3 +374,22 @@ def test_the_entrypoint_without_a_spec_explains_itself(monkeypatch, capsys):
     monkeypatch.delenv(ray_jobs.SPEC_ENV, raising=False)
     assert ray_jobs.main([]) == 2
     assert "jepa submit --target ray" in capsys.readouterr().out
+
+
+def test_ctrl_c_while_tailing_a_log_raises_keyboard_interrupt_and_closes_the_stream():
+    closed = []
+
+    async def tail():
+        try:
+            yield "line 1\n"
+            await asyncio.sleep(30)  # the websocket waiting for the next chunk
+            yield "never\n"
+        finally:
+            closed.append(True)
+
+    lines = sync_iter(tail())
+    assert next(lines) == "line 1\n"
+    threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()  # Ctrl-C, a real SIGINT
+    with pytest.raises(KeyboardInterrupt):
+        next(lines)
+    assert closed == [True]

@@ -25,6 +25,7 @@ Ray Train workers included, finds it the usual way. Its own dependencies must th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -499,15 +500,25 @@ def last_error(log: str) -> str | None:
 
 
 def sync_iter(agen: AsyncIterator[str]) -> Iterator[str]:
-    """An async generator stepped on a private event loop, so callers need no asyncio."""
+    """An async generator stepped on a private event loop, so callers need no asyncio.
+
+    Ctrl-C while it waits leaves the step in flight; that step is cancelled (the generator's own cleanup
+    runs) before the generator is closed, and the KeyboardInterrupt goes on to the caller.
+    """
     loop = asyncio.new_event_loop()
+    step: asyncio.Future | None = None
     try:
         while True:
+            step = asyncio.ensure_future(agen.__anext__(), loop=loop)
             try:
-                yield loop.run_until_complete(agen.__anext__())
+                yield loop.run_until_complete(step)
             except StopAsyncIteration:
                 return
     finally:
+        if step is not None and not step.done():
+            step.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                loop.run_until_complete(step)
         loop.run_until_complete(agen.aclose())
         loop.close()
 
