@@ -14,9 +14,9 @@ FLOPs and seconds refer to the same masks; FLOP/s is the median over those steps
 The peak is the best fp32 `torch.mm` rate of 2048-4096 square matrices on the same threads, taken
 before and after the rows.
 
-Each row runs in a fresh (spawned) process, so its peak resident memory is its own: "built" is the
-process's RSS with the model, teacher, optimiser and clips in place, before the first step; "peak" is the
-process's highest RSS over the warm-up and timed steps (the FLOP replay afterwards is not included).
+Each row runs in a fresh (spawned) process. "built" is that process's RSS with the model, teacher,
+optimiser and clips in place, before the first step; "peak" is its highest RSS over the warm-up and timed
+steps (the kernel's high-water mark, reset after building; the FLOP replay afterwards is not included).
 
 The reference figures are the official V-JEPA code's, taken on a machine with a 372 GFLOP/s peak.
 Where this machine's peak differs, raw clips/s do not compare; "ratio at equal peak" scales the
@@ -31,7 +31,6 @@ import contextlib
 import multiprocessing
 import os
 import platform
-import resource
 import statistics
 import time
 from dataclasses import dataclass
@@ -155,10 +154,17 @@ class Result:
         return statistics.median(f / s for f, s in zip(self.flops, self.seconds, strict=True))
 
 
-def resident_bytes() -> float:
-    """This process's current resident set size."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def resident_bytes(field: str = "VmRSS") -> float:
+    """This process's current resident set size (VmRSS) or its high-water mark (VmHWM), from /proc."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field + ":"))
+
+
+def reset_peak_resident() -> None:
+    """Sets the high-water mark to the current RSS (Linux >= 4.0); ru_maxrss could not be reset and would
+    even carry the parent's peak into a spawned child."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 
 def run_config(cfg: BenchConfig, steps: int, warmup: int, compile_encoders: bool, cpu_shards: int | None,
@@ -168,6 +174,7 @@ def run_config(cfg: BenchConfig, steps: int, warmup: int, compile_encoders: bool
     trainer = build_trainer(cfg, warmup + 2 * steps, compile_encoders, cpu_shards)
     clips = trainer.dataset.clips
     rss_built = resident_bytes()
+    reset_peak_resident()
     for _ in range(warmup):
         trainer.train_step(clips)
     first_timed_call = trainer.collator.calls
@@ -176,7 +183,7 @@ def run_config(cfg: BenchConfig, steps: int, warmup: int, compile_encoders: bool
         t0 = time.perf_counter()
         trainer.train_step(clips)
         seconds.append(time.perf_counter() - t0)
-    rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    rss_peak = resident_bytes("VmHWM")
     # Replay the timed steps' masks under the counter (the Trainer runs them unsharded there: same FLOPs).
     trainer.collator.calls = first_timed_call
     step_flops = [count_flops(lambda: trainer.train_step(clips)) for _ in range(steps)]
