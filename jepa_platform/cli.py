@@ -18,7 +18,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from jepa_platform import __version__
-from jepa_platform.errors import ConfigError, JepaError
+from jepa_platform.errors import ConfigError, JepaError, JobDetached
 
 app = typer.Typer(
     name="jepa", help="Self-supervised video representation learning: V-JEPA and SALT from one YAML spec.",
@@ -39,6 +39,9 @@ def user_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except JobDetached as e:  # Ctrl-C while following a cluster job: not a failure, the job goes on
+            err.print(f"[yellow]detached:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(130) from None
         except JepaError as e:
             code = 2 if type(e).__name__ in USAGE_ERRORS or isinstance(e, ConfigError) else 1
             err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)

@@ -104,3 +104,18 @@ def test_flops_prints_per_stage_and_total_before_launch(tmp_path):
     assert stages["student"]["per_step"]["teacher_forward"] > 0  # estimated from teacher.params.backbone
     assert stages["student"]["steps"] == 60
     assert report["total"] == sum(s["schedule"]["total"] for s in stages.values())
+
+
+def test_a_detached_cluster_job_exits_130_with_how_to_follow_it(tmp_path, monkeypatch):
+    import jepa_platform.runners as runners
+    from jepa_platform.errors import JobDetached
+
+    def detach(*args, **kwargs):
+        raise JobDetached("stopped following job cli-job-1; it goes on as Ray job cli-job-1: follow it with "
+                          "`jepa logs cli-job-1 --follow`")
+
+    monkeypatch.setattr(runners, "submit", detach)
+    result = runner.invoke(app, ["submit", str(spec_file(tmp_path, storage={"output": str(tmp_path / "runs")}))])
+    assert result.exit_code == 130
+    assert result.stderr.startswith("detached: stopped following job cli-job-1")
+    assert "error" not in result.stderr and "Traceback" not in result.output

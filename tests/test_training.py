@@ -82,6 +82,15 @@ def test_resume_continues_the_same_sequence(tmp_path):
         torch.testing.assert_close(a, b)
 
 
+def test_a_resumed_optimiser_keeps_this_machines_kernel_choice():
+    saved = make_trainer().state_dict()
+    for group in saved["optimizer"]["param_groups"]:
+        group["fused"] = None  # as a checkpoint saved before fused AdamW on CPU, or on a machine without it
+    trainer = make_trainer()
+    trainer.load_state_dict(saved)
+    assert all(group["fused"] for group in trainer.optimizer.param_groups)
+
+
 def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(tmp_path):
     trainer = make_trainer(tmp_path, steps=10, checkpoint_every=2)
     trainer.fit(until=2)

@@ -201,7 +201,10 @@ class Trainer:
         self.progress = Progress(**state["progress"])
         self.student.load_state_dict(state["student"])
         self.teacher.load_state_dict(state["teacher"])
+        kernels = [{k: g[k] for k in ("fused", "foreach") if k in g} for g in self.optimizer.param_groups]
         self.optimizer.load_state_dict(state["optimizer"])
+        for group, chosen in zip(self.optimizer.param_groups, kernels, strict=True):
+            group.update(chosen)  # this machine's kernel choice, not the one of the machine that saved
         self.collator.load_state_dict(state["masks"])
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and torch.cuda.is_available():
