@@ -1,6 +1,7 @@
 """`jepa submit` on the local target: embedded Ray, Ray Train TorchTrainer, real videos."""
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -33,8 +34,10 @@ def tiny_spec(tmp_path, manifest, name="job", **optim):
 
 def test_submit_trains_through_ray_train_and_resubmitting_resumes(tmp_path, synthetic_dataset):
     spec = tiny_spec(tmp_path, synthetic_dataset)
+    sigint = signal.getsignal(signal.SIGINT)
     first = runner.invoke(app, ["submit", str(spec)])
     assert first.exit_code == 0, first.output
+    assert signal.getsignal(signal.SIGINT) is sigint  # Ray Train's own Ctrl-C handler does not outlive the run
     job_dir = tmp_path / "runs" / "job"
     assert [r["step"] for r in read_metrics(str(job_dir / "metrics.jsonl"))] == [1, 2, 3, 4]
     assert (job_dir / "checkpoints" / "step_00000004" / "state.pt").is_file()

@@ -113,6 +113,23 @@ def ray_cluster() -> Iterator[Cluster]:
 
 
 @pytest.fixture
+def ctrl_c():
+    """Sends this process a real SIGINT after `delay` s, with Python's own handler installed meanwhile (so it
+    raises KeyboardInterrupt in the main thread whatever else in the session replaced it)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    timers: list[threading.Timer] = []
+
+    def press(delay: float) -> None:
+        timers.append(threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT)))
+        timers[-1].start()
+
+    yield press
+    for timer in timers:
+        timer.cancel()
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture
 def cluster(ray_cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> Cluster:
     monkeypatch.setenv("JEPA_RAY_TOKEN", ray_cluster.token)
     return ray_cluster
@@ -245,16 +262,17 @@ def test_cancelling_a_running_job_stops_it_and_records_cancelled(cluster, tmp_pa
 
 
 @slow
-def test_ctrl_c_while_following_detaches_and_the_job_goes_on(cluster, tmp_path, synthetic_dataset):
-    spec = validate_spec(tiny_raw(tmp_path, synthetic_dataset, name="detach", steps=100000, checkpoint_every=1000))
+def test_ctrl_c_while_following_detaches_and_the_job_goes_on(cluster, tmp_path, synthetic_dataset, ctrl_c):
+    spec = validate_spec(tiny_raw(tmp_path, synthetic_dataset, name="detach", steps=2000, checkpoint_every=1000))
     store = JobStore()
     runner = RayJobsRunner(cluster.address)
     record = new_record(store, spec)
-    ctrl_c = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    rows = []
 
     def first_row(row: dict) -> None:
-        if not ctrl_c.is_alive() and not ctrl_c.finished.is_set():
-            ctrl_c.start()  # lands while the log is tailed, as a user's Ctrl-C would
+        rows.append(row)
+        if len(rows) == 1:
+            ctrl_c(0.5)  # lands while the log is tailed, as a user's Ctrl-C would
 
     with pytest.raises(JobDetached, match=f"follow it with `jepa logs {record.id} --follow`"):
         runner.run_record(spec, record, store, on_row=first_row)
@@ -376,7 +394,7 @@ def test_the_entrypoint_without_a_spec_explains_itself(monkeypatch, capsys):
     assert "jepa submit --target ray" in capsys.readouterr().out
 
 
-def test_ctrl_c_while_tailing_a_log_raises_keyboard_interrupt_and_closes_the_stream():
+def test_ctrl_c_while_tailing_a_log_raises_keyboard_interrupt_and_closes_the_stream(ctrl_c):
     closed = []
 
     async def tail():
@@ -389,7 +407,7 @@ def test_ctrl_c_while_tailing_a_log_raises_keyboard_interrupt_and_closes_the_str
 
     lines = sync_iter(tail())
     assert next(lines) == "line 1\n"
-    threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()  # Ctrl-C, a real SIGINT
+    ctrl_c(0.2)
     with pytest.raises(KeyboardInterrupt):
         next(lines)
     assert closed == [True]

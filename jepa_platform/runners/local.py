@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -132,11 +133,14 @@ class LocalRunner:
                                        daemon=True)
             watcher.start()
         error = None
+        sigint = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
         try:
             trainer.fit()
         except Exception as e:  # Ray wraps the worker's exception; keep its own message
             error = worker_error_message(e)
         finally:
+            if sigint is not None:  # Ray Train's Ctrl-C handler outlives fit(), aborting a controller that is gone
+                signal.signal(signal.SIGINT, sigint)
             time.sleep(0.6 if watcher else 0)
             stop.set()
             if watcher:
