@@ -47,12 +47,14 @@ BACKBONE = {"kind": "vit", "params": {"size": "tiny", "depth": 4}}
 CLIP = {"frames": 8, "stride": 2, "resolution": 64}
 
 
-def pretrain(manifest: Path, out: Path, steps: int, batch_size: int, lr: float) -> tuple[str, float, dict]:
+def pretrain(manifest: Path, out: Path, steps: int, batch_size: int, lr: float,
+             predictor_depth: int) -> tuple[str, float, dict]:
     """Trains the tiny V-JEPA; returns (checkpoints URL, seconds, last metrics row)."""
     spec = validate_spec({
         "name": "probe-bench",
         "backbone": BACKBONE,
-        "predictor": {"kind": "vit_predictor", "params": {"embed_dim": 96, "depth": 2, "num_heads": 3}},
+        "predictor": {"kind": "vit_predictor", "params": {"embed_dim": 96, "depth": predictor_depth,
+                                                                  "num_heads": 3}},
         "teacher": {"kind": "ema"},
         "optim": {"steps": steps, "batch_size": batch_size, "warmup_steps": max(1, steps // 10), "lr": lr,
                   "start_lr": 1e-4, "log_every": 25, "checkpoint_every": steps},
@@ -93,6 +95,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600, help="V-JEPA pretraining steps")
     parser.add_argument("--pretrain-batch", type=int, default=8)
     parser.add_argument("--pretrain-lr", type=float, default=5e-4)
+    parser.add_argument("--predictor-depth", type=int, default=2)
     parser.add_argument("--patch-size", type=int, default=16,
                         help="16: a 4x4 token grid per 64-pixel frame; 8: 8x8 (4x the tokens, more context per mask)")
     parser.add_argument("--videos-per-class", type=int, default=24)
@@ -112,7 +115,7 @@ def main() -> None:
     if not (data / "val.csv").exists():
         write_synthetic_dataset(data, videos_per_class=args.videos_per_class, frames=32, size=64, val_fraction=0.25)
     checkpoint, pretrain_s, row = pretrain(data / "train.csv", out / "runs", args.steps, args.pretrain_batch,
-                                            args.pretrain_lr)
+                                            args.pretrain_lr, args.predictor_depth)
     print(f"pretrained {args.steps} steps in {pretrain_s:.0f} s (final loss {row.get('loss', float('nan')):.4f}); "
           f"checkpoint {checkpoint}")
     rows = []
@@ -121,7 +124,8 @@ def main() -> None:
         rows.append((name, report, tokens))
     load = os.getloadavg()
     print(f"\npatch {args.patch_size} ({64 // args.patch_size}x{64 // args.patch_size} tokens per frame), "
-          f"pretrain lr {args.pretrain_lr}; synthetic set: {args.videos_per_class} videos/class, "
+          f"pretrain lr {args.pretrain_lr}, predictor depth {args.predictor_depth}; "
+          f"synthetic set: {args.videos_per_class} videos/class, "
           f"{rows[0][1].val_items} validation videos; "
           f"{args.probe} probe, grid lr {args.lrs} x wd [0.01], {args.epochs} epochs, "
           f"{'augmented' if args.augment else 'cached tokens'}; load avg {load[0]:.1f}")
