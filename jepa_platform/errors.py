@@ -19,3 +19,7 @@ class TrainingError(JepaError):
 
 class JobDetached(JepaError):
     """Following a cluster job was interrupted (Ctrl-C); the job itself goes on in the cluster."""
+
+    def __init__(self, job_id: str, running_as: str):
+        super().__init__(f"stopped following job {job_id}; it goes on as {running_as}: follow it with "
+                         f"`jepa logs {job_id} --follow`, stop it with `jepa cancel {job_id}`")

@@ -111,8 +111,7 @@ def test_a_detached_cluster_job_exits_130_with_how_to_follow_it(tmp_path, monkey
     from jepa_platform.errors import JobDetached
 
     def detach(*args, **kwargs):
-        raise JobDetached("stopped following job cli-job-1; it goes on as Ray job cli-job-1: follow it with "
-                          "`jepa logs cli-job-1 --follow`")
+        raise JobDetached("cli-job-1", "Ray job cli-job-1")
 
     monkeypatch.setattr(runners, "submit", detach)
     result = runner.invoke(app, ["submit", str(spec_file(tmp_path, storage={"output": str(tmp_path / "runs")}))])

@@ -16,7 +16,7 @@ from jepa_platform.runners.local import RunResult, latest_step
 from jepa_platform.spec import JobSpec
 from jepa_platform.train.checkpoint import join
 from jepa_platform.train.job import METRICS_FILE
-from jepa_platform.train.metrics import format_row, read_metrics
+from jepa_platform.train.metrics import format_row, format_stage_event, read_metrics
 
 TARGET_ALIASES = {"k8s": "kubernetes"}
 
@@ -115,7 +115,7 @@ def submit(
             on_row(row)
 
     def log_stage(s: JobSpec, event: str, step: int | None) -> None:
-        log.write(f"stage {s.name}: {event}" + (f" at step {step}" if step else "") + "\n")
+        log.write(format_stage_event(s.name, event, step) + "\n")
         log.flush()
         if on_stage:
             on_stage(s, event, step)

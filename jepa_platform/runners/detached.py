@@ -9,7 +9,7 @@ from jepa_platform.plugins.manager import registry
 from jepa_platform.runners import finish, run_stages
 from jepa_platform.runners.jobstore import JobStore
 from jepa_platform.spec import validate_spec
-from jepa_platform.train.metrics import format_row
+from jepa_platform.train.metrics import format_row, format_stage_event
 
 
 def main(job_id: str, root: str) -> int:
@@ -21,8 +21,7 @@ def main(job_id: str, root: str) -> int:
         results = run_stages(
             spec, runner, stage=record.stage,
             on_row=lambda row: print(format_row(row), flush=True),
-            on_stage=lambda s, event, step: print(f"stage {s.name}: {event}" + (f" at step {step}" if step else ""),
-                                                  flush=True),
+            on_stage=lambda s, event, step: print(format_stage_event(s.name, event, step), flush=True),
         )
     except Exception as e:
         store.update(job_id, status="FAILED", error=str(e))

@@ -35,7 +35,7 @@ from jepa_platform.runners.k8s_manifest import (
     settings_of,
 )
 from jepa_platform.runners.profiles import AcceleratorProfile, load_profiles
-from jepa_platform.train.metrics import format_row, parse_row
+from jepa_platform.train.metrics import format_row, format_stage_event, parse_row, parse_stage_event
 
 if TYPE_CHECKING:
     from jepa_platform.runners.jobstore import JobRecord, JobStore
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 
 DryRun = Literal["client", "server"] | None
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
-STAGE_LINE = re.compile(r"^stage (?P<name>\S+): (?P<event>starting|resuming|skipped)(?: at step (?P<step>\d+))?$")
 FOLLOW_READ_TIMEOUT = 300.0  # seconds a followed log may stay quiet before the stream is opened again
 SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 KUBERAY_INSTALL = ("helm repo add kuberay https://ray-project.github.io/kuberay-helm/ && "
@@ -518,13 +517,13 @@ class KubernetesRunner:
         step, error = None, None
         for line in self.logs(name, namespace, follow=True):
             row = parse_row(line)
-            stage = STAGE_LINE.match(line.strip())
+            stage = parse_stage_event(line)
             if row:
                 step = row.get("step", step)
                 if on_row:
                     on_row(row)
             elif stage and on_stage:
-                on_stage(stage["name"], stage["event"], int(stage["step"]) if stage["step"] else None)
+                on_stage(*stage)
             elif on_line:
                 on_line(line)
             if line.startswith("error: "):
@@ -591,13 +590,11 @@ class KubernetesRunner:
             try:
                 state, detail, step, error = self.follow(
                     launch.name, launch.namespace, on_row=logged(on_row, format_row),
-                    on_stage=logged(stage_event, lambda n, e, s: f"stage {n}: {e}" + (f" at step {s}" if s else "")),
+                    on_stage=logged(stage_event, format_stage_event),
                     on_line=logged(on_line, str),
                 )
             except KeyboardInterrupt:
-                raise JobDetached(f"stopped following job {record.id}; it goes on as RayJob {remote}: follow it "
-                                  f"with `jepa logs {record.id} --follow`, stop it with `jepa cancel {record.id}`"
-                                  ) from None
+                raise JobDetached(record.id, f"RayJob {remote}") from None
         return store.update(record.id, status=state, step=step if step is not None else record.step,
                             error=None if state == "SUCCEEDED" else error or detail)
 
@@ -662,7 +659,6 @@ def run_spec(stage: str | None = None, environ: dict[str, str] | None = None) ->
     from jepa_platform.runners import run_stages
     from jepa_platform.runners.local import LocalRunner
     from jepa_platform.spec import validate_spec
-    from jepa_platform.train.metrics import format_row
 
     environ = os.environ if environ is None else environ
     if SPEC_ENV not in environ:
@@ -673,8 +669,7 @@ def run_spec(stage: str | None = None, environ: dict[str, str] | None = None) ->
         results = run_stages(
             spec, LocalRunner(), stage=stage,
             on_row=lambda row: print(format_row(row), flush=True),
-            on_stage=lambda s, event, step: print(f"stage {s.name}: {event}" + (f" at step {step}" if step else ""),
-                                                  flush=True),
+            on_stage=lambda s, event, step: print(format_stage_event(s.name, event, step), flush=True),
         )
     except JepaError as e:
         print(f"error: {e}", flush=True)

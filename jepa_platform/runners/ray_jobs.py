@@ -46,7 +46,7 @@ from jepa_platform.errors import ConfigError, JepaError, JobDetached
 from jepa_platform.runners.jobstore import TERMINAL, JobNotFound, JobRecord, JobStore
 from jepa_platform.runners.local import RunResult
 from jepa_platform.spec import JobSpec
-from jepa_platform.train.metrics import parse_row
+from jepa_platform.train.metrics import format_row, format_stage_event, parse_row, parse_stage_event
 
 ADDRESS_ENV = "JEPA_RAY_ADDRESS"
 TOKEN_ENV = "JEPA_RAY_TOKEN"
@@ -437,16 +437,14 @@ class RayJobsRunner:
                     step = row["step"]
                     if on_row:
                         on_row(row)
-                match = STAGE_LINE.match(line.strip())
-                if match and on_stage and match["name"] in stages:
-                    on_stage(stages[match["name"]], match["event"], int(match["step"]) if match["step"] else None)
+                event = parse_stage_event(line)
+                if event and on_stage and event[0] in stages:
+                    on_stage(stages[event[0]], *event[1:])
 
             try:
                 state = self.follow(sid, on_line)
             except KeyboardInterrupt:
-                raise JobDetached(f"stopped following job {record.id}; it goes on as Ray job {sid} on {self.address}: "
-                                  f"follow it with `jepa logs {record.id} --follow`, stop it with "
-                                  f"`jepa cancel {record.id}`") from None
+                raise JobDetached(record.id, f"Ray job {sid} on {self.address}") from None
         return store.update(record.id, status=state.status, step=step,
                             error=state.message if state.status == "FAILED" else None)
 
@@ -523,9 +521,6 @@ def sync_iter(agen: AsyncIterator[str]) -> Iterator[str]:
         loop.close()
 
 
-STAGE_LINE = re.compile(r"^stage (?P<name>\S+): (?P<event>starting|resuming|skipped)(?: at step (?P<step>\d+))?$")
-
-
 # -- records of the job store (what `jepa status/logs/cancel/list` call for target ray) -----------------
 def record_runner(record: JobRecord) -> RayJobsRunner:
     if not record.remote_id:
@@ -570,14 +565,13 @@ def main(argv: list[str] | None = None) -> int:
     from jepa_platform.plugins.manager import registry
     from jepa_platform.runners import run_stages
     from jepa_platform.spec import validate_spec
-    from jepa_platform.train.metrics import format_row
 
     parser = argparse.ArgumentParser(prog="python -m jepa_platform.runners.ray_jobs")
     parser.add_argument("--stage", default=None)
     args = parser.parse_args(argv)
 
     def on_stage(s: JobSpec, event: str, step: int | None) -> None:
-        print(f"stage {s.name}: {event}" + (f" at step {step}" if step else ""), flush=True)
+        print(format_stage_event(s.name, event, step), flush=True)
 
     if SPEC_ENV not in os.environ:
         print(f"error: ${SPEC_ENV} is not set; this entrypoint runs jobs submitted by `jepa submit --target ray`")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,22 @@ def read_metrics(url: str) -> list[dict[str, Any]]:
 def format_row(row: dict[str, Any]) -> str:
     """One log line: `step=10 loss=0.51234 ...`."""
     return " ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+
+
+_STAGE_EVENT = re.compile(r"^stage (?P<name>\S+): (?P<event>starting|resuming|skipped)(?: at step (?P<step>\d+))?$")
+
+
+def format_stage_event(name: str, event: str, step: int | None) -> str:
+    """One log line for a pipeline stage `starting`, `resuming` (at a step) or `skipped`."""
+    return f"stage {name}: {event}" + (f" at step {step}" if step else "")
+
+
+def parse_stage_event(line: str) -> tuple[str, str, int | None] | None:
+    """(stage name, event, step) back from its `format_stage_event` line; None for any other line."""
+    match = _STAGE_EVENT.match(line.strip())
+    if match is None:
+        return None
+    return match["name"], match["event"], int(match["step"]) if match["step"] else None
 
 
 def parse_row(line: str) -> dict[str, Any] | None:
