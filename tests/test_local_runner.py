@@ -122,3 +122,69 @@ def test_no_wait_job_can_be_followed_and_cancelled(tmp_path, synthetic_dataset):
     assert '"CANCELLED"' in final
     listed = subprocess.run([*jepa, "list"], capture_output=True, text=True).stdout
     assert "background" in listed
+
+
+def _latest_checkpoint_step(job_dir) -> int:
+    pointer = job_dir / "checkpoints" / "latest"
+    try:
+        return int(pointer.read_text().strip().rsplit("_", 1)[-1])
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
+def _run_detached_until(jepa, spec, job_dir, step: int, timeout: float = 180) -> int:
+    """Starts `spec` with --no-wait and returns its pid once a checkpoint at or past `step` exists."""
+    out = subprocess.run([*jepa, "submit", str(spec), "--no-wait", "--json"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    pid = int(yaml.safe_load(out.stdout)["pid"])
+    deadline = time.time() + timeout
+    while _latest_checkpoint_step(job_dir) < step:
+        assert time.time() < deadline, f"no checkpoint at step {step} within {timeout} s"
+        time.sleep(0.2)
+    return pid
+
+
+def test_a_run_past_the_pruning_limit_resumes_after_cancel_kill_and_extension(tmp_path, synthetic_dataset):
+    """Issue 10.1: more checkpoints than `keep_checkpoints`, then cancel, kill -9 and a longer schedule.
+
+    Each resume must work and the end result must be the weights of a run that was never interrupted.
+    """
+    import torch
+
+    jepa = [sys.executable, "-m", "jepa_platform.cli"]
+    steps = 150  # about 15 s of training: long enough that cancel and kill land mid-run
+    reference = tiny_spec(tmp_path, synthetic_dataset, name="straight", steps=steps, checkpoint_every=1)
+    done = runner.invoke(app, ["submit", str(reference), "--quiet"])
+    assert done.exit_code == 0, done.output
+
+    spec = tiny_spec(tmp_path, synthetic_dataset, name="bumpy", steps=steps, checkpoint_every=1)
+    job_dir = tmp_path / "runs" / "bumpy"
+    _run_detached_until(jepa, spec, job_dir, step=4)  # keep_checkpoints=2: steps 1 and 2 are pruned by now
+    cancelled = subprocess.run([*jepa, "cancel", "bumpy"], capture_output=True, text=True, timeout=60)
+    assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
+
+    reached = _latest_checkpoint_step(job_dir)
+    pid = _run_detached_until(jepa, spec, job_dir, step=reached + 4)
+    os.killpg(pid, signal.SIGKILL)
+    killed_at = _latest_checkpoint_step(job_dir)
+    assert killed_at < steps, "the run finished before it could be killed; the test proves nothing"
+
+    resumed = runner.invoke(app, ["submit", str(spec)])
+    assert resumed.exit_code == 0, resumed.output
+    assert f"Resuming bumpy from step {killed_at}" in resumed.output
+    assert sorted(p.name for p in (job_dir / "checkpoints").iterdir()) == [
+        "latest", f"step_{steps - 1:08d}", f"step_{steps:08d}"]
+    rows = read_metrics(str(job_dir / "metrics.jsonl"))
+    assert [r["step"] for r in rows] == list(range(1, steps + 1))  # no gap, no duplicate
+
+    final = f"step_{steps:08d}/state.pt"
+    ours = torch.load(job_dir / "checkpoints" / final, weights_only=True)["student"]
+    theirs = torch.load(tmp_path / "runs" / "straight" / "checkpoints" / final, weights_only=True)["student"]
+    assert ours.keys() == theirs.keys()
+    for key in ours:
+        assert torch.equal(ours[key], theirs[key]), key
+
+    extended = runner.invoke(app, ["submit", str(spec), f"optim.steps={steps + 2}", "--quiet"])
+    assert extended.exit_code == 0, extended.output
+    assert [r["step"] for r in read_metrics(str(job_dir / "metrics.jsonl"))][-3:] == [steps, steps + 1, steps + 2]

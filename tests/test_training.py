@@ -25,7 +25,8 @@ def make_trainer(tmp_path=None, steps=6, seed=0, store_url=None, **optim):
     optim = {"batch_size": 2, "warmup_steps": 2, "lr": 1e-3, "log_every": 1, "checkpoint_every": 100, **optim}
     cfg = OptimConfig(steps=steps, seed=seed, **optim)
     teacher = EmaTeacher(encoder, steps=steps)
-    store = CheckpointStore(store_url or str(tmp_path / "ckpt")) if (tmp_path or store_url) else None
+    url = store_url or (str(tmp_path / "ckpt") if tmp_path else None)
+    store = CheckpointStore(url, keep=cfg.keep_checkpoints) if url else None
     return Trainer(student, teacher, MaskCollator(default_vjepa_maskers(), seed=seed), RandomClips(), cfg,
                    store=store)
 
@@ -110,6 +111,38 @@ def test_checkpoints_are_pruned_and_latest_points_at_a_complete_file(tmp_path):
     assert files == ["latest", "step_00000005", "step_00000006"]
     assert trainer.store.latest().endswith("step_00000006")
     assert (tmp_path / "ckpt" / "step_00000006" / "state.pt").is_file()
+
+
+@pytest.mark.parametrize("root", ["local", "memory://leftovers/ckpt"])
+def test_an_interrupted_save_is_never_resumed_from_and_its_leftovers_are_cleared(tmp_path, root):
+    """A kill inside `save` leaves a temporary file, a folder without a state file, or a pointer that
+    names a folder that is gone; `latest()` skips each, and the next run's `resume()` removes them."""
+    url = str(tmp_path / "ckpt") if root == "local" else root
+    trainer = make_trainer(store_url=url, steps=3, checkpoint_every=1, keep_checkpoints=5)
+    trainer.fit()
+    fs, base = fsspec.core.url_to_fs(url)
+    fs.makedirs(f"{base}/step_00000004", exist_ok=True)
+    fs.pipe_file(f"{base}/step_00000004/state.pt.tmp-1234abcd", b"half a checkpoint")  # killed mid-write
+    fs.pipe_file(f"{base}/step_00000003/state.pt.tmp-deadbeef", b"an older leftover")
+    fs.pipe_file(f"{base}/latest", b"step_00000009")  # a folder removed by hand
+    assert trainer.store.latest().endswith("step_00000003")
+
+    resumed = make_trainer(store_url=url, steps=5, checkpoint_every=1, keep_checkpoints=5)
+    assert resumed.resume() == 3
+    names = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(base, detail=False))
+    assert names == ["latest", "step_00000001", "step_00000002", "step_00000003"]
+    assert [p.rsplit("/", 1)[-1] for p in fs.ls(f"{base}/step_00000003", detail=False)] == ["state.pt"]
+    resumed.fit()
+    assert resumed.store.latest().endswith("step_00000005")
+
+
+def test_no_complete_checkpoint_means_a_fresh_start(tmp_path):
+    store = CheckpointStore(str(tmp_path / "ckpt"))
+    assert store.latest() is None and store.clean() == []
+    (tmp_path / "ckpt" / "step_00000002").mkdir(parents=True)
+    (tmp_path / "ckpt" / "latest").write_text("step_00000002")
+    assert store.latest() is None
+    assert store.clean() == [str(tmp_path / "ckpt" / "step_00000002")]
 
 
 def test_checkpoints_and_metrics_go_through_fsspec_object_stores():

@@ -77,6 +77,9 @@ def follow_metrics(
         seen = max(seen, len(rows))
 
 
+RAY_TRAIN_DIR = "ray-train"
+
+
 class LocalRunner:
     """Runs a job to completion on this machine through an embedded Ray."""
 
@@ -120,8 +123,11 @@ class LocalRunner:
                 accelerator_type=spec.resources.accelerator_type,
             ),
             run_config=RunConfig(
-                name=spec.name,
-                storage_path=spec.storage.output,
+                # Ray Train's own files live in a folder of their own inside the job; no checkpoint is
+                # registered with it (see CheckpointStore), and a snapshot that an older version left at
+                # the job root, listing pruned checkpoints, is never read again.
+                name=RAY_TRAIN_DIR,
+                storage_path=spec.job_dir,
                 failure_config=FailureConfig(max_failures=spec.resources.max_failures),
             ),
         )

@@ -27,9 +27,10 @@ def train_worker(config: dict[str, Any]) -> None:
         return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     def report(row: dict[str, Any], checkpoint: str | None) -> None:
-        # Our CheckpointStore has already written the checkpoint to the job's storage; Ray Train only
-        # registers it, so a restarted worker group and `Result.checkpoint` point at the same files.
-        ckpt = ray.train.Checkpoint(checkpoint) if checkpoint else None
-        ray.train.report(row, checkpoint=ckpt, checkpoint_upload_mode=ray.train.CheckpointUploadMode.NO_UPLOAD)
+        # Metrics only. The CheckpointStore is the one checkpoint bookkeeping (a restarted worker group
+        # resumes from it); registering its folders with Ray Train gave a second list that pruning
+        # made stale, after which Ray refused to start the run again.
+        del checkpoint
+        ray.train.report(row)
 
     run_training(spec, rank=ctx.get_world_rank(), world_size=world_size, device=device, wrap=wrap, report=report)

@@ -50,7 +50,9 @@ STATE = "state.pt"
 class CheckpointStore:
     """Checkpoints as `{root}/step_{n:08d}/state.pt` plus a `latest` pointer; keeps the newest `keep`.
 
-    One folder per checkpoint, so a runner can hand the folder to Ray Train as a registered checkpoint.
+    This store is the run's only checkpoint bookkeeping. Runners do not register its folders with
+    Ray Train (or anything else), because a second list goes stale the moment `_prune` deletes a
+    folder, and a stale list is what made pruned runs impossible to resume.
     """
 
     def __init__(self, root: str, keep: int = 2):
@@ -67,12 +69,45 @@ class CheckpointStore:
         return join(self.root, name)
 
     def latest(self) -> str | None:
-        """URL of the newest complete checkpoint folder, or None when there is none."""
-        fs, path = fsspec.core.url_to_fs(join(self.root, LATEST))
-        if not fs.exists(path):
-            return None
-        name = fs.cat_file(path).decode().strip()
-        return join(self.root, name)
+        """URL of the newest complete checkpoint folder, or None when there is none.
+
+        The pointer is trusted when the folder it names holds a state file; otherwise (a kill between
+        the state write and the pointer write, a folder removed by hand) the newest complete folder wins.
+        """
+        fs, root = fsspec.core.url_to_fs(self.root)
+        pointer = posixpath.join(root, LATEST)
+        if fs.exists(pointer):
+            name = fs.cat_file(pointer).decode().strip()
+            if name.startswith("step_") and fs.exists(posixpath.join(root, name, STATE)):
+                return join(self.root, name)
+        complete = [name for name in self._steps(fs, root) if fs.exists(posixpath.join(root, name, STATE))]
+        return join(self.root, complete[-1]) if complete else None
+
+    def clean(self) -> list[str]:
+        """Remove what an interrupted save left: temporary files and step folders without a state file.
+
+        Call it only while nothing else writes to the store (at the start of a run, on rank 0).
+        Returns the removed paths.
+        """
+        fs, root = fsspec.core.url_to_fs(self.root)
+        if not fs.exists(root):
+            return []
+        removed = []
+        for name in self._steps(fs, root):
+            folder = posixpath.join(root, name)
+            if not fs.exists(posixpath.join(folder, STATE)):
+                fs.rm(folder, recursive=True)
+                removed.append(folder)
+                continue
+            for path in fs.ls(folder, detail=False):
+                if ".tmp-" in posixpath.basename(path):
+                    fs.rm(path)
+                    removed.append(path)
+        for path in fs.ls(root, detail=False):
+            if ".tmp-" in posixpath.basename(path.rstrip("/")):
+                fs.rm(path)
+                removed.append(path)
+        return removed
 
     def load(self, url: str | None = None, map_location: str | torch.device = "cpu") -> dict[str, Any] | None:
         url = url or self.latest()
@@ -87,13 +122,19 @@ class CheckpointStore:
             raise TrainingError(f"checkpoint {url} is missing (the 'latest' pointer names it)") from e
         return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
 
+    @staticmethod
+    def _steps(fs, root: str) -> list[str]:
+        """Names of the step folders under `root`, oldest first (the zero padding sorts them)."""
+        if not fs.exists(root):
+            return []
+        return sorted(
+            name for name in (posixpath.basename(p.rstrip("/")) for p in fs.ls(root, detail=False))
+            if name.startswith("step_") and ".tmp-" not in name
+        )
+
     def _prune(self, current: str) -> None:
         fs, root = fsspec.core.url_to_fs(self.root)
-        names = sorted(
-            posixpath.basename(p.rstrip("/"))
-            for p in fs.ls(root, detail=False)
-            if posixpath.basename(p.rstrip("/")).startswith("step_")
-        )
+        names = self._steps(fs, root)
         for name in names[: -self.keep]:
             if name != current:
                 fs.rm(posixpath.join(root, name), recursive=True)

@@ -211,7 +211,12 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
 
     def resume(self) -> int | None:
-        """Load the newest checkpoint of the store, if any; returns the step resumed from."""
+        """Load the newest checkpoint of the store, if any; returns the step resumed from.
+
+        Rank 0 first clears what an interrupted save left behind; `latest()` never names such a folder.
+        """
+        if self.store and self.rank == 0:
+            self.store.clean()
         state = self.store.load() if self.store else None
         if state is None:
             return None
