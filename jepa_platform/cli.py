@@ -66,6 +66,25 @@ def load(spec: Path, overrides: list[str] | None):
     return load_spec(spec, overrides or [])
 
 
+def check_resumes(stages, show: bool = True) -> dict[str, int | None]:
+    """Refuses (exit 2) a spec that would resume into a different run; says what allowed changes do.
+    Returns each stage's resume step."""
+    from jepa_platform.train.resume import check_resume
+
+    checks = [check_resume(s, tolerate_unreachable=True) for s in stages]
+    for c in checks:
+        c.raise_if_refused()
+    for s, c in zip(stages, checks, strict=True):
+        if not show:
+            continue
+        if c.unread:
+            err.print(f"[yellow]note:[/] {s.name}: could not read {s.job_dir} from here ({c.unread}); the job "
+                      f"checks it again where it runs", highlight=False, soft_wrap=True)
+        for note in c.notes:
+            err.print(f"[yellow]note:[/] {s.name}: {note}", highlight=False, soft_wrap=True)
+    return {s.name: c.step for s, c in zip(stages, checks, strict=True)}
+
+
 @app.command()
 @user_errors
 def submit(
@@ -97,6 +116,7 @@ def submit(
     job = load(spec, overrides)
     tgt = resolve_target(job, target)
     stages = select_stages(job, stage)
+    resume_from = check_resumes(stages, show=not as_json)
     if server_dry_run and tgt != "kubernetes":
         raise ConfigError(f"--server-dry-run: only for target kubernetes (k8s), not {tgt}")
     if (dry_run or server_dry_run) and tgt == "kubernetes":
@@ -108,7 +128,8 @@ def submit(
                       + (" (it would replace the finished RayJob of that name)" if launch.replaced else ""))
         return emit_manifest(launch.manifest, as_json)
     if dry_run:
-        plan = [{"stage": s.name, "job_dir": s.job_dir, "steps": s.length, "resume_from": latest_step(s)[0]}
+        plan = [{"stage": s.name, "job_dir": s.job_dir, "steps": s.length,
+                 "resume_from": latest_step(s)[0] if s.probe is not None else resume_from[s.name]}
                 for s in stages]
         if as_json:
             emit_json({"target": tgt, "job_dir": job.job_dir, "resume_from": plan[0]["resume_from"],
@@ -116,7 +137,8 @@ def submit(
         else:
             for p in plan:
                 out.print(f"[green]valid[/] {p['stage']}: target {tgt}, {p['steps']} steps, output {p['job_dir']}"
-                          + (f", would resume from step {p['resume_from']}" if p["resume_from"] else ""))
+                          + (f", would resume from step {p['resume_from']}" if p["resume_from"] else ""),
+                          soft_wrap=True)
         return
     show = not (quiet or as_json)
     with StageProgress(enabled=show and wait) as progress:
@@ -209,8 +231,11 @@ class StageProgress:
 @app.command()
 @user_errors
 def validate(spec: SpecArg, overrides: Overrides = None, as_json: JsonOpt = False) -> None:
-    """Check a spec without running it; prints the resolved spec (defaults filled in)."""
+    """Check a spec without running it; prints the resolved spec (defaults filled in).
+
+    A job that already ran is checked too: a spec that would resume it as a different run is refused."""
     job = load(spec, overrides)
+    check_resumes(job.pipeline(), show=not as_json)
     if as_json:
         emit_json(job.resolved())
     else:

@@ -46,6 +46,7 @@ from jepa_platform.runners.kubernetes import (
 )
 from jepa_platform.runners.profiles import PROFILES_ENV, load_profiles
 from jepa_platform.spec import validate_spec
+from jepa_platform.train.resume import ResumeCheck
 
 CRDS = Path(__file__).resolve().parents[2] / "shared" / "kuberay-crds"
 KUBE_VERSION = kubernetes_validate.utils.latest_version()
@@ -366,6 +367,7 @@ def test_in_cluster_entry_runs_the_carried_spec_through_the_stages(profiles, mon
 
     monkeypatch.setattr(local.LocalRunner, "submit", fake_submit)
     monkeypatch.setattr(runners, "latest_step", lambda spec: (None, None))
+    monkeypatch.setattr(runners, "check_resume", lambda spec, **_: ResumeCheck(spec.job_dir, None))  # no bucket
     obj = build_rayjob(a100_job(), KubernetesSettings(image=IMAGE), profiles)
     env = yaml.safe_load(obj["spec"]["runtimeEnvYAML"])["env_vars"]
     assert run_spec(environ=env) == 0

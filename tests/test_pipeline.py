@@ -1,12 +1,17 @@
 """Pipeline specs: stages expand, run in order, skip when complete, resume when interrupted."""
 
+import hashlib
+import json
+from pathlib import Path
+
 import pytest
 
-from jepa_platform.errors import ConfigError
+from jepa_platform.errors import ConfigError, TrainingError
 from jepa_platform.runners import run_stages
 from jepa_platform.runners.local import RunResult, latest_step
 from jepa_platform.spec import SpecError, validate_spec
 from jepa_platform.train.job import run_training
+from jepa_platform.train.resume import TEACHER_PIN, check_resume
 
 
 class InProcessRunner:
@@ -143,3 +148,41 @@ def test_a_probe_stage_evaluates_the_student_it_names_and_is_skipped_once_done(t
     again = ProbingRunner()
     run_stages(spec, again)
     assert again.ran == []
+
+
+def test_a_student_stays_pinned_to_the_teacher_checkpoint_it_started_with(tmp_path, synthetic_dataset):
+    """Issue 21.2: the teacher stage trains on (or its file is rewritten); resuming the student refuses,
+    naming both checkpoints, until the user accepts the new teacher with `follow_checkpoint`."""
+    raw = salt_raw(tmp_path, synthetic_dataset)
+    raw["stages"][1]["optim"] = {"steps": 2}
+    run_stages(validate_spec(raw), InProcessRunner())
+    student_dir = tmp_path / "runs" / "salt" / "student"
+    pin = json.loads((student_dir / TEACHER_PIN).read_text())
+    assert pin["step"] == 3 and pin["checkpoint"].endswith("salt/teacher/checkpoints/step_00000003/state.pt")
+    assert pin["sha256"] == hashlib.sha256(Path(pin["checkpoint"]).read_bytes()).hexdigest()
+
+    raw["stages"][0]["optim"] = {"steps": 5}  # the teacher trains on, then the student is lengthened
+    raw["stages"][1]["optim"] = {"steps": 4}
+    runner = InProcessRunner()
+    with pytest.raises(TrainingError, match=r"started with the teacher at step 3 .*moved on to step 5"):
+        run_stages(validate_spec(raw), runner)
+    assert runner.ran == ["teacher", "student"]
+    student = validate_spec(raw).pipeline()[1]
+    assert latest_step(student)[0] == 2  # the student did not train
+    refused = check_resume(student).refused  # and from now on `validate`, `--dry-run` and `submit` refuse early
+    assert len(refused) == 1 and "follow_checkpoint=true" in refused[0]
+
+    raw["stages"][1]["teacher"]["params"]["follow_checkpoint"] = True
+    assert check_resume(validate_spec(raw).pipeline()[1]).refused == []
+    run_stages(validate_spec(raw), InProcessRunner())
+    assert latest_step(student)[0] == 4
+    assert json.loads((student_dir / TEACHER_PIN).read_text())["step"] == 5
+
+    # same file name, other content (the teacher stage deleted and trained again): found by its hash
+    teacher_ckpt = tmp_path / "runs" / "salt" / "teacher" / "checkpoints"
+    older = (teacher_ckpt / "step_00000004" / "state.pt").read_bytes()
+    (teacher_ckpt / "step_00000005" / "state.pt").write_bytes(older)
+    raw["stages"][1]["teacher"]["params"]["follow_checkpoint"] = False
+    raw["stages"][1]["optim"] = {"steps": 5}
+    with pytest.raises(TrainingError, match=r"at step 5 .* has been rewritten"):
+        run_stages(validate_spec(raw), InProcessRunner())

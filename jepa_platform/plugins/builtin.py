@@ -168,6 +168,10 @@ class FrozenParams(Params):
     key: Literal["auto", "teacher", "student", "target_encoder", "encoder"] = Field(
         "auto", description="Which encoder: auto takes the teacher's / target encoder when saved, else the student's."
     )
+    follow_checkpoint: bool = Field(
+        False, description="On resume, accept that `checkpoint` now resolves to another file than the one this run "
+        "started with (the teacher's run trained on). By default a student stays pinned to its first teacher file."
+    )
     backbone: BackboneParams | None = Field(
         None, description="The teacher's architecture, matching the checkpoint (SALT: may be smaller than the "
         "student); default: the student's."

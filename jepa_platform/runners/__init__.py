@@ -17,6 +17,7 @@ from jepa_platform.spec import JobSpec
 from jepa_platform.train.checkpoint import join
 from jepa_platform.train.job import METRICS_FILE
 from jepa_platform.train.metrics import format_row, format_stage_event, read_metrics
+from jepa_platform.train.resume import check_resume
 
 TARGET_ALIASES = {"k8s": "kubernetes"}
 
@@ -47,9 +48,15 @@ def run_stages(
     on_row: Callable[[dict[str, Any]], None] | None = None,
     on_stage: StageEvent | None = None,
 ) -> list[RunResult]:
-    """Runs the job's stages in order: a completed stage is skipped, a started one resumes, a failure stops."""
+    """Runs the job's stages in order: a completed stage is skipped, a started one resumes, a failure stops.
+
+    Every stage is checked against the run already in its folder first (`check_resume`), so a spec that
+    would resume into a different run is refused before any stage starts."""
+    stages = select_stages(spec, stage)
+    for s in stages:
+        check_resume(s).raise_if_refused()
     results = []
-    for s in select_stages(spec, stage):
+    for s in stages:
         step, ckpt = latest_step(s)
         if step is not None and step >= s.length:
             if on_stage:
@@ -87,6 +94,8 @@ def submit(
     target = resolve_target(spec, target)
     component = registry("runners").get(target)  # an unknown target fails here, naming the known ones
     stages = select_stages(spec, stage)
+    for s in stages:  # a cluster's store may be out of reach from here; its driver checks again
+        check_resume(s, tolerate_unreachable=target != "local").raise_if_refused()
     if target == "ray":  # address, reachability and token are checked before anything is recorded
         from jepa_platform.runners.ray_jobs import RayJobsRunner
 

@@ -166,28 +166,31 @@ class LocalRunner:
 
 
 def worker_error_message(exc: BaseException) -> str:
-    """The innermost user-facing error of a Ray Train failure, as one line when it is ours."""
-    seen = set()
+    """The innermost user-facing error of a Ray Train failure, whole: a multi-line message (a state dict's
+    "Missing key(s)" and "size mismatch" lines) is never cut to its first or last line."""
+    visited: list[BaseException] = []
     stack = [exc]
     while stack:
         e = stack.pop()
-        if id(e) in seen:
+        if any(e is v for v in visited):
             continue
-        seen.add(id(e))
+        visited.append(e)
         if isinstance(e, JepaError):
             return str(e)
         for attr in ("cause", "__cause__", "__context__"):
             inner = getattr(e, attr, None)
             if isinstance(inner, BaseException):
                 stack.append(inner)
-        for inner in getattr(e, "worker_failures", {}).values() if hasattr(e, "worker_failures") else []:
-            stack.append(inner)
+        stack.extend(getattr(e, "worker_failures", None) and e.worker_failures.values() or [])
     text = str(exc).strip().splitlines()
     for marker in ("TrainingError", "DataError", "ConfigError"):
-        for line in text:
-            if marker in line:
-                return line.split(":", 1)[-1].strip()
-    return text[-1] if text else type(exc).__name__
+        for i, line in enumerate(text):
+            if marker in line:  # a message that crossed processes as text: from its first line to the end
+                return "\n".join([line.split(":", 1)[-1].strip(), *text[i + 1:]]).strip()
+    ours = [e for e in visited if not type(e).__module__.startswith("ray")]
+    if ours:  # the worker's own exception, whole
+        return f"{type(ours[-1]).__name__}: {str(ours[-1]).strip()}"
+    return "\n".join(text) or type(exc).__name__
 
 
 __all__ = ["LocalRunner", "RunResult", "TrainingError"]

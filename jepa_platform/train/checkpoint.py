@@ -9,6 +9,7 @@ complete file, and a crash mid-save leaves the previous checkpoint in charge.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import posixpath
 import uuid
@@ -21,6 +22,7 @@ from fsspec.implementations.local import LocalFileSystem
 from jepa_platform.errors import TrainingError
 
 LATEST = "latest"
+log = logging.getLogger(__name__)
 
 
 def join(base: str, *parts: str) -> str:
@@ -121,6 +123,37 @@ class CheckpointStore:
         except FileNotFoundError as e:
             raise TrainingError(f"checkpoint {url} is missing (the 'latest' pointer names it)") from e
         return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+
+    def load_newest_readable(self, map_location: str | torch.device = "cpu") -> tuple[str, dict[str, Any]] | None:
+        """(folder URL, state) of the newest checkpoint that can be read, or None when there is none.
+
+        A checkpoint that cannot be read (a disk that lost it, a file edited by hand) is passed over with a
+        warning, and the next older one is tried; when none can be read, the run must not start afresh on
+        top of them, so this raises, naming the folder. Nothing is deleted either way.
+        """
+        fs, root = fsspec.core.url_to_fs(self.root)
+        newest = self.latest()
+        if newest is None:
+            return None
+        complete = [n for n in reversed(self._steps(fs, root)) if fs.exists(posixpath.join(root, n, STATE))]
+        older = [join(self.root, n) for n in complete]
+        failures = []
+        for url in [newest, *(u for u in older if u != newest)]:
+            try:
+                state = self.load(url, map_location)
+            except Exception as e:  # noqa: BLE001 - any way a file can fail to unpickle
+                reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                failures.append(f"{url.rsplit('/', 1)[-1]} ({reason})")
+                log.warning("checkpoint %s cannot be read (%s); trying the one before it", url, reason)
+                continue
+            if not isinstance(state, dict) or "progress" not in state:
+                failures.append(f"{url.rsplit('/', 1)[-1]} (not a training checkpoint of this platform)")
+                continue
+            return url, state
+        raise TrainingError(
+            f"{self.root}: none of its {len(failures)} checkpoints can be read: {'; '.join(failures)}. Nothing "
+            f"was deleted. Submit under a new name to start afresh, or put back a readable checkpoint."
+        )
 
     @staticmethod
     def _steps(fs, root: str) -> list[str]:

@@ -21,10 +21,9 @@ from jepa_platform.train.checkpoint import CheckpointStore, join, write_bytes_at
 from jepa_platform.train.flops import estimate_step_flops
 from jepa_platform.train.loop import JepaStudent, Report, Trainer
 from jepa_platform.train.metrics import MetricsLog
+from jepa_platform.train.resume import CHECKPOINTS, SPEC_FILE, pin_teacher
 
-SPEC_FILE = "spec.resolved.yaml"
 METRICS_FILE = "metrics.jsonl"
-CHECKPOINTS = "checkpoints"
 FLOPS_FILE = "flops.json"
 TENSORBOARD = "tensorboard"
 
@@ -118,6 +117,7 @@ def run_training(spec: JobSpec, **kwargs: Any) -> dict[str, Any]:
     resumed = trainer.resume()
     record_flops(spec, trainer)
     if trainer.rank == 0:
+        pin_teacher(spec, resumed=resumed is not None)  # a SALT student stays on the teacher it started with
         write_bytes_atomic(join(spec.job_dir, SPEC_FILE), spec.to_yaml().encode())
         trainer.metrics = MetricsLog(join(spec.job_dir, METRICS_FILE), resume_step=resumed or 0,
                                      tensorboard_dir=join(spec.job_dir, TENSORBOARD))

@@ -213,14 +213,22 @@ class Trainer:
     def resume(self) -> int | None:
         """Load the newest checkpoint of the store, if any; returns the step resumed from.
 
-        Rank 0 first clears what an interrupted save left behind; `latest()` never names such a folder.
+        Rank 0 first clears what an interrupted save left behind; `latest()` never names such a folder. A
+        checkpoint that cannot be read gives way to the one before it; when none can, this raises.
         """
         if self.store and self.rank == 0:
             self.store.clean()
-        state = self.store.load() if self.store else None
-        if state is None:
+        found = self.store.load_newest_readable() if self.store else None
+        if found is None:
             return None
-        self.load_state_dict(state)
+        url, state = found
+        try:
+            self.load_state_dict(state)
+        except (RuntimeError, KeyError, ValueError, TypeError) as e:  # tensors of another model or optimiser
+            raise TrainingError(
+                f"checkpoint {url} does not fit this job's model: {str(e).strip()}\n"
+                f"It was written by a different run; submit under a new name to start afresh."
+            ) from None
         return self.progress.step
 
     def save(self) -> str | None:

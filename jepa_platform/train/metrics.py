@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import tempfile
 from pathlib import Path
@@ -12,6 +13,8 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from jepa_platform.train.checkpoint import write_bytes_atomic
+
+log = logging.getLogger(__name__)
 
 
 class MetricsLog:
@@ -28,10 +31,12 @@ class MetricsLog:
         self.local = isinstance(self.fs, LocalFileSystem)
         self.rows: list[str] = []
         if self.fs.exists(self.path):
-            lines = self.fs.cat_file(self.path).decode().splitlines()
-            keep = [ln for ln in lines if ln.strip() and json.loads(ln).get("step", 0) <= (resume_step or 0)]
-            self.rows = keep
-            write_bytes_atomic(url, "".join(r + "\n" for r in keep).encode())
+            parsed, torn = parse_lines(self.fs.cat_file(self.path).decode(errors="replace"))
+            if torn:
+                log.warning("%s: dropped %d unreadable line(s), what a run killed mid-append leaves: %s",
+                            url, len(torn), "; ".join(repr(t[:60]) for t in torn))
+            self.rows = [line for line, row in parsed if row.get("step", 0) <= (resume_step or 0)]
+            write_bytes_atomic(url, "".join(r + "\n" for r in self.rows).encode())
 
     def log(self, row: dict[str, Any]) -> None:
         line = json.dumps(row, sort_keys=True)
@@ -78,11 +83,31 @@ class TensorBoardScalars:
                 write_bytes_atomic(f"{self.url}/{local.name}", local.read_bytes())
 
 
+def parse_lines(text: str) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
+    """([(line, row)], [unreadable lines]): a line cut short by a kill (or being appended right now) is
+    not a row."""
+    parsed, torn = [], []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            torn.append(line)
+            continue
+        if isinstance(row, dict):
+            parsed.append((line, row))
+        else:
+            torn.append(line)
+    return parsed, torn
+
+
 def read_metrics(url: str) -> list[dict[str, Any]]:
+    """The rows of a metrics.jsonl; unreadable lines (a torn last line) are left out."""
     fs, path = fsspec.core.url_to_fs(url)
     if not fs.exists(path):
         return []
-    return [json.loads(ln) for ln in fs.cat_file(path).decode().splitlines() if ln.strip()]
+    return [row for _, row in parse_lines(fs.cat_file(path).decode(errors="replace"))[0]]
 
 
 def format_row(row: dict[str, Any]) -> str:

@@ -1,0 +1,226 @@
+"""Whether a resubmitted spec continues the run in its job folder, or would mix two different runs.
+
+A job is resumed by name: the same folder, its newest checkpoint. That is only sound while the model,
+its masks, its teacher and the clips it sees keep their shape. `check_resume` compares the spec with
+the `spec.resolved.yaml` the run wrote and refuses, naming each changed field, before anything runs;
+lengthening the run or changing its optimiser is allowed, and said (with what it does to the schedules).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+import yaml
+
+from jepa_platform.errors import ConfigError, TrainingError
+from jepa_platform.spec import JobSpec
+from jepa_platform.train.checkpoint import LATEST, STATE, CheckpointStore, join, write_bytes_atomic
+from jepa_platform.train.config import OptimConfig
+from jepa_platform.train.optim import Schedules
+from jepa_platform.train.schedules import stretched_length
+
+SPEC_FILE = "spec.resolved.yaml"  # the spec a run was last started with, in its job folder
+CHECKPOINTS = "checkpoints"  # the job folder's CheckpointStore
+
+# What a checkpoint's tensors and a run's meaning depend on: a change here makes it another run.
+IDENTITY = ("backbone", "predictor", "masks", "teacher", "data.dataset", "data.frames", "data.stride",
+            "data.resolution")
+# Where a job runs and how it reports: free to change between attempts.
+OPERATIONAL = ("name", "storage", "target", "cluster", "kubernetes", "stages", "resources.cpus_per_worker",
+               "resources.gpus_per_worker", "resources.accelerator_type", "resources.max_failures",
+               "data.loader_workers", "optim.log_every", "optim.checkpoint_every",
+               "optim.keep_checkpoints", "optim.precision", "teacher.params.follow_checkpoint")
+SCHEDULES = ("optim.steps", "optim.schedule_scale", "optim.warmup_steps", "optim.start_lr", "optim.lr",
+             "optim.final_lr", "optim.weight_decay")
+
+
+@dataclass
+class ResumeCheck:
+    """What resubmitting `spec` into its job folder does: start, resume from `step`, or be refused."""
+
+    job_dir: str
+    step: int | None  # newest checkpoint's step; None: nothing to resume, the run starts fresh
+    refused: list[str] = field(default_factory=list)  # `path: old -> new` of each identity change
+    notes: list[str] = field(default_factory=list)  # allowed changes, and what they do
+    unread: str | None = None  # why the previous spec could not be read (a remote store out of reach)
+
+    def raise_if_refused(self) -> None:
+        if self.refused:
+            name = self.job_dir.rstrip("/").rsplit("/", 1)[-1]
+            raise ConfigError(
+                f"{self.job_dir} holds a different run (checkpointed at step {self.step}); resuming it with "
+                f"this spec would mix two runs. Changed:\n  " + "\n  ".join(self.refused)
+                + f"\nSubmit under a new name (e.g. name={name}-2) to start afresh, or restore these fields "
+                f"to continue the run."
+            )
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """{'a.b[0].c': leaf}; lists of scalars stay whole (a momentum pair is one value)."""
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for k, v in node.items():
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    if isinstance(node, list) and any(isinstance(v, dict | list) for v in node):
+        out = {f"{prefix}.length": len(node)}
+        for i, v in enumerate(node):
+            out.update(flatten(v, f"{prefix}[{i}]"))
+        return out
+    return {prefix: node}
+
+
+def under(path: str, roots: tuple[str, ...]) -> bool:
+    return any(path == r or path.startswith((f"{r}.", f"{r}[")) for r in roots)
+
+
+def previous_spec(job_dir: str) -> dict[str, Any] | None:
+    fs, path = fsspec.core.url_to_fs(join(job_dir, SPEC_FILE))
+    if not fs.exists(path):
+        return None
+    loaded = yaml.safe_load(fs.cat_file(path))
+    return loaded if isinstance(loaded, dict) else None
+
+
+def check_resume(spec: JobSpec, *, tolerate_unreachable: bool = False) -> ResumeCheck:
+    """Compares `spec` with the run already in its folder. A probe stage reruns rather than resumes, so
+    it is never refused. With `tolerate_unreachable`, a store that cannot be read (a cluster's bucket
+    seen from a laptop without credentials) gives an unchecked result rather than an error; the driver
+    in the cluster checks again before it trains."""
+    check = ResumeCheck(spec.job_dir, None)
+    if spec.probe is not None:
+        return check
+    try:
+        latest = CheckpointStore(join(spec.job_dir, CHECKPOINTS)).latest()
+        before = previous_spec(spec.job_dir) if latest else None
+    except Exception as e:  # noqa: BLE001 - any filesystem's failure to reach the store
+        if not tolerate_unreachable:
+            raise
+        check.unread = f"{type(e).__name__}: {e}"
+        return check
+    if latest is None:
+        return check
+    check.step = int(latest.rstrip("/").rsplit("_", 1)[-1])
+    try:
+        moved = teacher_moved(spec, with_hash=False)
+    except Exception as e:  # noqa: BLE001 - the teacher's store out of reach: the worker checks again
+        if not tolerate_unreachable:
+            raise
+        check.unread = f"{type(e).__name__}: {e}"
+        moved = None
+    if moved:
+        check.refused.append(moved)
+    if before is None:
+        return check
+    old, new = flatten(before), flatten(spec.resolved())
+    changed = sorted(p for p in old.keys() & new.keys() if old[p] != new[p] and not under(p, OPERATIONAL))
+    schedule = []
+    for path in changed:
+        line = f"{path}: {old.get(path)!r} -> {new.get(path)!r}"
+        if under(path, IDENTITY):
+            check.refused.append(line)
+        elif under(path, SCHEDULES):
+            schedule.append(line)
+        else:
+            check.notes.append(f"{line} (from step {check.step} on)")
+    if schedule:
+        momentum = "momentum" in spec.teacher.params
+        try:
+            then = OptimConfig(**before["optim"])
+        except (TypeError, ValueError):  # written by a version with other optim fields
+            then = spec.optim
+        check.notes.append(f"{', '.join(schedule)}: " + schedule_note(then, spec.optim, check.step, momentum))
+    return check
+
+
+def schedule_note(old: OptimConfig, new: OptimConfig, step: int, momentum: bool = False) -> str:
+    """What a changed length or schedule does from the resumed step on, with the lr and weight decay there."""
+    if step >= new.steps:
+        return f"the run has reached step {step} already; nothing is trained"
+    then, now = Schedules(old), Schedules(new)
+    span_old = stretched_length(old.steps, old.schedule_scale)
+    span_new = stretched_length(new.steps, new.schedule_scale)
+    return (
+        f"the learning-rate, weight-decay{' and EMA-momentum' if momentum else ''} schedules are recomputed "
+        f"over {span_new} steps (were {span_old}) and followed from step {step} on: there, lr "
+        f"{then.lr(step):.3g} -> {now.lr(step):.3g} and weight decay {then.wd(step):.3g} -> {now.wd(step):.3g}"
+    )
+
+
+# -- a student pinned to its teacher's checkpoint ---------------------------------------------------------
+TEACHER_PIN = "teacher.pin.json"  # in the job folder: the teacher file a run started with
+
+
+def teacher_file(spec: JobSpec) -> tuple[str, int | None] | None:
+    """(state file URL, step) that a checkpoint-loading teacher (`teacher.params.checkpoint`) reads now,
+    following `latest` pointers as the loader does; None for a teacher without a checkpoint."""
+    source = spec.teacher.params.get("checkpoint")
+    if not isinstance(source, str):
+        return None
+    fs, path = fsspec.core.url_to_fs(source)
+    for root, root_path in ((source, path), (join(source, CHECKPOINTS), posixpath.join(path, CHECKPOINTS))):
+        if fs.exists(posixpath.join(root_path, LATEST)):
+            folder = CheckpointStore(root).latest()
+            if folder:
+                return join(folder, STATE), int(folder.rsplit("_", 1)[-1])
+    if fs.exists(posixpath.join(path, STATE)):
+        source, path = join(source, STATE), posixpath.join(path, STATE)
+    step = posixpath.basename(posixpath.dirname(path))
+    return source, int(step[5:]) if step.startswith("step_") and step[5:].isdigit() else None
+
+
+def sha256(url: str) -> str:
+    digest = hashlib.sha256()
+    with fsspec.open(url, "rb") as f:
+        while chunk := f.read(1 << 24):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_pin(spec: JobSpec) -> dict[str, Any] | None:
+    fs, path = fsspec.core.url_to_fs(join(spec.job_dir, TEACHER_PIN))
+    return json.loads(fs.cat_file(path)) if fs.exists(path) else None
+
+
+def teacher_moved(spec: JobSpec, *, with_hash: bool) -> str | None:
+    """Why resuming would change the teacher's weights under the student, or None. Without `with_hash`
+    only the file and step are compared (cheap, for the client); with it, the content too (the worker)."""
+    pin = read_pin(spec)
+    if pin is None or spec.teacher.params.get("follow_checkpoint"):
+        return None
+    current = teacher_file(spec)
+    if current is None:
+        return None
+    url, step = current
+    if url == pin["checkpoint"] and not (with_hash and sha256(url) != pin["sha256"]):
+        return None
+    what = f"moved on to step {step} ({url})" if url != pin["checkpoint"] else "been rewritten (other content)"
+    return (
+        f"teacher.params.checkpoint: this run started with the teacher at step {pin['step']} ({pin['checkpoint']}, "
+        f"sha256 {pin['sha256'][:12]}); that checkpoint has {what}. Resuming would change the targets mid-run: "
+        f"set teacher.params.follow_checkpoint=true to continue with the new teacher"
+    )
+
+
+def pin_teacher(spec: JobSpec, resumed: bool) -> None:
+    """Records (a fresh run) or checks (a resumed one) the teacher file the student learns from; called by
+    the job on rank 0 before it trains. Raises when the teacher moved and the user did not accept it."""
+    current = teacher_file(spec)
+    if current is None:
+        return
+    pin = read_pin(spec)
+    if resumed and pin is not None:
+        moved = teacher_moved(spec, with_hash=True)
+        if moved:
+            raise TrainingError(moved.replace("set teacher.params", "submit with teacher.params", 1))
+        if not spec.teacher.params.get("follow_checkpoint"):
+            return
+    url, step = current
+    pinned = {"checkpoint": url, "step": step, "sha256": sha256(url)}
+    if pin != pinned:
+        write_bytes_atomic(join(spec.job_dir, TEACHER_PIN), json.dumps(pinned, indent=1).encode())
