@@ -11,6 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from jepa_platform.cli import app
+from jepa_platform.runners import session_members
 from jepa_platform.train.metrics import read_metrics
 
 pytestmark = pytest.mark.slow
@@ -160,11 +161,14 @@ def test_a_run_past_the_pruning_limit_resumes_after_cancel_kill_and_extension(tm
 
     spec = tiny_spec(tmp_path, synthetic_dataset, name="bumpy", steps=steps, checkpoint_every=1)
     job_dir = tmp_path / "runs" / "bumpy"
-    _run_detached_until(jepa, spec, job_dir, step=4)  # keep_checkpoints=2: steps 1 and 2 are pruned by now
+    session = _run_detached_until(jepa, spec, job_dir, step=4)  # keep_checkpoints=2: steps 1, 2 pruned by now
     cancelled = subprocess.run([*jepa, "cancel", "bumpy"], capture_output=True, text=True, timeout=60)
     assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
-
+    assert session_members(session) == []  # Ray's workers too: nothing writes to the folder any more
     reached = _latest_checkpoint_step(job_dir)
+    time.sleep(2)
+    assert _latest_checkpoint_step(job_dir) == reached
+
     pid = _run_detached_until(jepa, spec, job_dir, step=reached + 4)
     os.killpg(pid, signal.SIGKILL)
     killed_at = _latest_checkpoint_step(job_dir)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -210,10 +212,50 @@ def cancel(record: JobRecord, store: JobStore, delete: bool = False) -> JobRecor
         return cancel_record(record, store, delete=delete)
     if record.pid and pid_alive(record.pid):
         try:
-            if record.pid == os.getpgid(record.pid):
+            if record.pid == os.getsid(record.pid):  # a detached job: its session holds every process it started
+                stop_session(record.pid)
+            elif record.pid == os.getpgid(record.pid):
                 os.killpg(record.pid, signal.SIGTERM)
             else:
                 os.kill(record.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
     return store.update(record.id, status="CANCELLED")
+
+
+def session_members(sid: int) -> list[int]:
+    """Processes of session `sid` (Linux /proc); elsewhere only the leader's process group is known."""
+    if not os.path.isdir("/proc"):
+        return [sid]
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.getsid(int(entry)) != sid:
+                    continue
+                with open(f"/proc/{entry}/stat") as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):  # gone meanwhile, or not ours to look at
+                continue
+            if state != "Z":  # a zombie has stopped; it waits only for its parent to reap it
+                members.append(int(entry))
+    return members
+
+
+def stop_session(sid: int, grace: float = 15.0) -> None:
+    """SIGTERM to every process of a detached job's session, then SIGKILL to what is left after `grace` s.
+
+    Ray gives its workers process groups of their own, so signalling the job's group alone left a training
+    worker running (and checkpointing) for seconds after `cancel` returned; a resubmission in that window
+    would have had two writers in one job folder. Returns when none is left.
+    """
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        members = session_members(sid)
+        for pid in members:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not [pid for pid in session_members(sid) if pid_alive(pid)]:
+                return
+            time.sleep(0.1)
