@@ -11,7 +11,8 @@ from jepa_platform.runners import run_stages
 from jepa_platform.runners.local import RunResult, latest_step
 from jepa_platform.spec import SpecError, validate_spec
 from jepa_platform.train.job import run_training
-from jepa_platform.train.resume import TEACHER_PIN, check_resume
+from jepa_platform.train.layout import TEACHER_PIN
+from jepa_platform.train.resume import check_resume
 
 
 class InProcessRunner:

@@ -10,7 +10,8 @@ from jepa_platform.cli import app
 from jepa_platform.errors import ConfigError, TrainingError
 from jepa_platform.runners.local import worker_error_message
 from jepa_platform.spec import load_spec
-from jepa_platform.train.job import SPEC_FILE, run_training
+from jepa_platform.train.job import run_training
+from jepa_platform.train.layout import SPEC_FILE
 from jepa_platform.train.metrics import read_metrics
 from jepa_platform.train.resume import check_resume
 
@@ -127,6 +128,8 @@ def test_a_torn_last_metrics_line_is_dropped_with_a_warning(trained, tmp_path, c
     with metrics.open("a") as f:
         f.write('{"clips_per_s": 3.1, "loss": 0.5')  # what a kill during an append leaves
     assert [r["step"] for r in read_metrics(str(metrics))] == [1, 2, 3]
+    notes = check_resume(load_spec(trained, ["optim.steps=5"])).notes  # what `submit` shows before it starts
+    assert f"{metrics}: 1 unreadable line(s), what a kill during an append leaves, are dropped" in notes
     with caplog.at_level(logging.WARNING):
         row = run_training(load_spec(trained, ["optim.steps=5"]))
     assert row["resumed_from"] == 3

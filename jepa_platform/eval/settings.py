@@ -11,11 +11,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from jepa_platform.errors import ConfigError
+from jepa_platform.train.layout import SPEC_FILE
 
 __all__ = ["ComponentChoice", "ProbeSettings", "resolve_settings"]
 
 RANDOM = "random"
-JOB_SPEC = "spec.resolved.yaml"  # written by train.job beside a job's checkpoints
 DEFAULT_CLIP = {"frames": 16, "stride": 4, "resolution": 224}
 
 
@@ -142,7 +142,7 @@ def checkpoint_job_spec(url: str) -> dict[str, Any] | None:
         fs, path = fsspec.core.url_to_fs(url)
         path = path.rstrip("/")
         for _ in range(4):
-            candidate = posixpath.join(path, JOB_SPEC)
+            candidate = posixpath.join(path, SPEC_FILE)
             if fs.exists(candidate):
                 return yaml.safe_load(fs.cat_file(candidate).decode())
             path = posixpath.dirname(path)
@@ -166,7 +166,7 @@ def resolve_settings(settings: ProbeSettings, need_backbone: bool = True) -> Pro
             if settings.random_init:
                 why = "a randomly initialised encoder has no job to take it from"
             else:
-                why = f"checkpoint {settings.checkpoint} has no {JOB_SPEC} {'with a backbone' if job else 'beside it'}"
+                why = f"checkpoint {settings.checkpoint} has no {SPEC_FILE} {'with a backbone' if job else 'beside it'}"
             raise ConfigError(f"backbone: needed to build the encoder ({why}); give its kind and params")
         update["backbone"] = validate_component("backbones", ComponentChoice.model_validate(job["backbone"]))
     return settings.model_copy(update=update)

@@ -17,7 +17,7 @@ from jepa_platform.runners.jobstore import TERMINAL, JobRecord, JobStore
 from jepa_platform.runners.local import RunResult, latest_step
 from jepa_platform.spec import JobSpec
 from jepa_platform.train.checkpoint import join
-from jepa_platform.train.job import METRICS_FILE
+from jepa_platform.train.layout import METRICS_FILE
 from jepa_platform.train.metrics import format_row, format_stage_event, read_metrics
 from jepa_platform.train.resume import check_resume
 

@@ -20,7 +20,7 @@ import fsspec
 from jepa_platform.errors import JepaError, TrainingError
 from jepa_platform.spec import JobSpec
 from jepa_platform.train.checkpoint import CheckpointStore, join
-from jepa_platform.train.job import CHECKPOINTS, METRICS_FILE
+from jepa_platform.train.layout import CHECKPOINTS, METRICS_FILE, RAY_TRAIN_DIR
 from jepa_platform.train.metrics import read_metrics
 
 
@@ -75,9 +75,6 @@ def follow_metrics(
             if row.get("step", 0) > since_step:
                 on_row(row)
         seen = max(seen, len(rows))
-
-
-RAY_TRAIN_DIR = "ray-train"
 
 
 class LocalRunner:

@@ -29,12 +29,12 @@ from torch import Tensor
 from jepa_platform.errors import ConfigError, JepaError
 from jepa_platform.models.pos_embed import resample_pos_embed
 from jepa_platform.train.checkpoint import LATEST, STATE, CheckpointStore, join
+from jepa_platform.train.layout import CHECKPOINTS
 
 PLATFORM_KEYS = ("teacher", "student")
 OFFICIAL_KEYS = ("target_encoder", "encoder")
 KEYS = ("auto", *PLATFORM_KEYS, *OFFICIAL_KEYS)
 WRAPPERS = ("module", "backbone", "_orig_mod")  # DDP, V-JEPA's MultiMaskWrapper, torch.compile
-CHECKPOINTS = "checkpoints"  # the folder a job writes its checkpoints to (train/job.py)
 SHOWN = 8  # tensors listed per kind of mismatch
 
 

@@ -19,13 +19,10 @@ from jepa_platform.plugins.manager import registry
 from jepa_platform.spec import JobSpec
 from jepa_platform.train.checkpoint import CheckpointStore, join, write_bytes_atomic
 from jepa_platform.train.flops import estimate_step_flops
+from jepa_platform.train.layout import CHECKPOINTS, FLOPS_FILE, METRICS_FILE, SPEC_FILE, TENSORBOARD
 from jepa_platform.train.loop import JepaStudent, Report, Trainer
 from jepa_platform.train.metrics import MetricsLog
-from jepa_platform.train.resume import CHECKPOINTS, SPEC_FILE, pin_teacher
-
-METRICS_FILE = "metrics.jsonl"
-FLOPS_FILE = "flops.json"
-TENSORBOARD = "tensorboard"
+from jepa_platform.train.resume import pin_teacher
 
 
 def build_encoder(spec: JobSpec) -> nn.Module:

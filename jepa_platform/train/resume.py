@@ -21,11 +21,10 @@ from jepa_platform.errors import ConfigError, TrainingError
 from jepa_platform.spec import JobSpec
 from jepa_platform.train.checkpoint import LATEST, STATE, CheckpointStore, join, write_bytes_atomic
 from jepa_platform.train.config import OptimConfig
+from jepa_platform.train.layout import CHECKPOINTS, METRICS_FILE, SPEC_FILE, TEACHER_PIN
+from jepa_platform.train.metrics import parse_lines
 from jepa_platform.train.optim import Schedules
 from jepa_platform.train.schedules import stretched_length
-
-SPEC_FILE = "spec.resolved.yaml"  # the spec a run was last started with, in its job folder
-CHECKPOINTS = "checkpoints"  # the job folder's CheckpointStore
 
 # What a checkpoint's tensors and a run's meaning depend on: a change here makes it another run.
 IDENTITY = ("backbone", "predictor", "masks", "teacher", "data.dataset", "data.frames", "data.stride",
@@ -106,6 +105,12 @@ def check_resume(spec: JobSpec, *, tolerate_unreachable: bool = False) -> Resume
     if latest is None:
         return check
     check.step = int(latest.rstrip("/").rsplit("_", 1)[-1])
+    metrics = join(spec.job_dir, METRICS_FILE)
+    fs, path = fsspec.core.url_to_fs(metrics)
+    torn = parse_lines(fs.cat_file(path).decode(errors="replace"))[1] if fs.exists(path) else []
+    if torn:
+        check.notes.append(f"{metrics}: {len(torn)} unreadable line(s), what a kill during an append leaves, "
+                           f"are dropped")
     try:
         moved = teacher_moved(spec, with_hash=False)
     except Exception as e:  # noqa: BLE001 - the teacher's store out of reach: the worker checks again
@@ -153,7 +158,6 @@ def schedule_note(old: OptimConfig, new: OptimConfig, step: int, momentum: bool 
 
 
 # -- a student pinned to its teacher's checkpoint ---------------------------------------------------------
-TEACHER_PIN = "teacher.pin.json"  # in the job folder: the teacher file a run started with
 
 
 def teacher_file(spec: JobSpec) -> tuple[str, int | None] | None:
