@@ -66,12 +66,12 @@ def load(spec: Path, overrides: list[str] | None):
     return load_spec(spec, overrides or [])
 
 
-def check_resumes(stages, show: bool = True) -> dict[str, int | None]:
+def check_resumes(job, stages, show: bool = True) -> dict[str, int | None]:
     """Refuses (exit 2) a spec that would resume into a different run; says what allowed changes do.
     Returns each stage's resume step."""
-    from jepa_platform.train.resume import check_resume
+    from jepa_platform.train.resume import check_stages
 
-    checks = [check_resume(s, tolerate_unreachable=True) for s in stages]
+    checks = check_stages(job, stages, tolerate_unreachable=True)
     for c in checks:
         c.raise_if_refused()
     for s, c in zip(stages, checks, strict=True):
@@ -116,7 +116,7 @@ def submit(
     job = load(spec, overrides)
     tgt = resolve_target(job, target)
     stages = select_stages(job, stage)
-    resume_from = check_resumes(stages, show=not as_json)
+    resume_from = check_resumes(job, stages, show=not as_json)
     if server_dry_run and tgt != "kubernetes":
         raise ConfigError(f"--server-dry-run: only for target kubernetes (k8s), not {tgt}")
     if (dry_run or server_dry_run) and tgt == "kubernetes":
@@ -235,7 +235,7 @@ def validate(spec: SpecArg, overrides: Overrides = None, as_json: JsonOpt = Fals
 
     A job that already ran is checked too: a spec that would resume it as a different run is refused."""
     job = load(spec, overrides)
-    check_resumes(job.pipeline(), show=not as_json)
+    check_resumes(job, job.pipeline(), show=not as_json)
     if as_json:
         emit_json(job.resolved())
     else:

@@ -367,7 +367,8 @@ def test_in_cluster_entry_runs_the_carried_spec_through_the_stages(profiles, mon
 
     monkeypatch.setattr(local.LocalRunner, "submit", fake_submit)
     monkeypatch.setattr(runners, "latest_step", lambda spec: (None, None))
-    monkeypatch.setattr(runners, "check_resume", lambda spec, **_: ResumeCheck(spec.job_dir, None))  # no bucket
+    unchecked = lambda job, stages, **_: [ResumeCheck(s.job_dir, None) for s in stages]  # noqa: E731 - no bucket
+    monkeypatch.setattr(runners, "check_stages", unchecked)
     obj = build_rayjob(a100_job(), KubernetesSettings(image=IMAGE), profiles)
     env = yaml.safe_load(obj["spec"]["runtimeEnvYAML"])["env_vars"]
     assert run_spec(environ=env) == 0

@@ -12,7 +12,7 @@ from jepa_platform.runners.local import RunResult, latest_step
 from jepa_platform.spec import SpecError, validate_spec
 from jepa_platform.train.job import run_training
 from jepa_platform.train.layout import TEACHER_PIN
-from jepa_platform.train.resume import check_resume
+from jepa_platform.train.resume import check_stages
 
 
 class InProcessRunner:
@@ -162,20 +162,30 @@ def test_a_student_stays_pinned_to_the_teacher_checkpoint_it_started_with(tmp_pa
     assert pin["step"] == 3 and pin["checkpoint"].endswith("salt/teacher/checkpoints/step_00000003/state.pt")
     assert pin["sha256"] == hashlib.sha256(Path(pin["checkpoint"]).read_bytes()).hexdigest()
 
-    raw["stages"][0]["optim"] = {"steps": 5}  # the teacher trains on, then the student is lengthened
+    # both stages lengthened: the teacher would train on under the student, so nothing runs
+    raw["stages"][0]["optim"] = {"steps": 5}
     raw["stages"][1]["optim"] = {"steps": 4}
     runner = InProcessRunner()
-    with pytest.raises(TrainingError, match=r"started with the teacher at step 3 .*moved on to step 5"):
+    with pytest.raises(ConfigError, match=r"stages\[1\].teacher.params.checkpoint: stage teacher trains on from "
+                       r"step 3 to 5, but stage student started with its step-3 checkpoint"):
         run_stages(validate_spec(raw), runner)
-    assert runner.ran == ["teacher", "student"]
-    student = validate_spec(raw).pipeline()[1]
+    assert runner.ran == [] and latest_step(validate_spec(raw).pipeline()[0])[0] == 3
+
+    # the teacher trains on by itself; then the student's own check refuses, before and inside the run
+    run_stages(validate_spec(raw), InProcessRunner(), stage="teacher")
+    spec = validate_spec(raw)
+    refused = [c.refused for c in check_stages(spec, spec.pipeline())]
+    assert refused[0] == [] and len(refused[1]) == 1 and "moved on to step 5" in refused[1][0]
+    assert "set stages[1].teacher.params.follow_checkpoint=true" in refused[1][0]
+    student = spec.pipeline()[1]
+    with pytest.raises(TrainingError, match=r"started with the teacher at step 3 .*moved on to step 5"):
+        run_training(student)  # what the worker checks, in case the teacher moved after the submission's check
     assert latest_step(student)[0] == 2  # the student did not train
-    refused = check_resume(student).refused  # and from now on `validate`, `--dry-run` and `submit` refuse early
-    assert len(refused) == 1 and "follow_checkpoint=true" in refused[0]
 
     raw["stages"][1]["teacher"]["params"]["follow_checkpoint"] = True
-    assert check_resume(validate_spec(raw).pipeline()[1]).refused == []
-    run_stages(validate_spec(raw), InProcessRunner())
+    spec = validate_spec(raw)
+    assert [c.refused for c in check_stages(spec, spec.pipeline())] == [[], []]
+    run_stages(spec, InProcessRunner())
     assert latest_step(student)[0] == 4
     assert json.loads((student_dir / TEACHER_PIN).read_text())["step"] == 5
 

@@ -19,7 +19,7 @@ from jepa_platform.spec import JobSpec
 from jepa_platform.train.checkpoint import join
 from jepa_platform.train.layout import METRICS_FILE
 from jepa_platform.train.metrics import format_row, format_stage_event, read_metrics
-from jepa_platform.train.resume import check_resume
+from jepa_platform.train.resume import check_stages
 
 TARGET_ALIASES = {"k8s": "kubernetes"}
 
@@ -55,8 +55,8 @@ def run_stages(
     Every stage is checked against the run already in its folder first (`check_resume`), so a spec that
     would resume into a different run is refused before any stage starts."""
     stages = select_stages(spec, stage)
-    for s in stages:
-        check_resume(s).raise_if_refused()
+    for check in check_stages(spec, stages):
+        check.raise_if_refused()
     results = []
     for s in stages:
         step, ckpt = latest_step(s)
@@ -96,8 +96,8 @@ def submit(
     target = resolve_target(spec, target)
     component = registry("runners").get(target)  # an unknown target fails here, naming the known ones
     stages = select_stages(spec, stage)
-    for s in stages:  # a cluster's store may be out of reach from here; its driver checks again
-        check_resume(s, tolerate_unreachable=target != "local").raise_if_refused()
+    for check in check_stages(spec, stages, tolerate_unreachable=target != "local"):  # a cluster's store may
+        check.raise_if_refused()  # be out of reach from here; its driver checks again
     if target == "ray":  # address, reachability and token are checked before anything is recorded
         from jepa_platform.runners.ray_jobs import RayJobsRunner
 

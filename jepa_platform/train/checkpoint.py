@@ -142,7 +142,7 @@ class CheckpointStore:
             try:
                 state = self.load(url, map_location)
             except Exception as e:  # noqa: BLE001 - any way a file can fail to unpickle
-                reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                reason = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0]
                 failures.append(f"{url.rsplit('/', 1)[-1]} ({reason})")
                 log.warning("checkpoint %s cannot be read (%s); trying the one before it", url, reason)
                 continue

@@ -47,10 +47,11 @@ class ResumeCheck:
     refused: list[str] = field(default_factory=list)  # `path: old -> new` of each identity change
     notes: list[str] = field(default_factory=list)  # allowed changes, and what they do
     unread: str | None = None  # why the previous spec could not be read (a remote store out of reach)
+    name: str = ""  # the job's name, for the suggested new one (a pipeline's, not its stage's)
 
     def raise_if_refused(self) -> None:
         if self.refused:
-            name = self.job_dir.rstrip("/").rsplit("/", 1)[-1]
+            name = self.name or self.job_dir.rstrip("/").rsplit("/", 1)[-1]
             raise ConfigError(
                 f"{self.job_dir} holds a different run (checkpointed at step {self.step}); resuming it with "
                 f"this spec would mix two runs. Changed:\n  " + "\n  ".join(self.refused)
@@ -86,11 +87,39 @@ def previous_spec(job_dir: str) -> dict[str, Any] | None:
     return loaded if isinstance(loaded, dict) else None
 
 
-def check_resume(spec: JobSpec, *, tolerate_unreachable: bool = False) -> ResumeCheck:
+def check_stages(job: JobSpec, stages: list[JobSpec], *, tolerate_unreachable: bool = False) -> list[ResumeCheck]:
+    """`check_resume` of each stage that is to run, and what running them in order does across stages: a
+    stage that trains on moves the checkpoint that a later stage's student is pinned to, so that later
+    stage is refused now rather than after the earlier one has trained."""
+    where = {s.name: f"stages[{i}]." for i, s in enumerate(job.pipeline())} if job.stages else {}
+    checks = [check_resume(s, tolerate_unreachable=tolerate_unreachable, where=where.get(s.name, ""))
+              for s in stages]
+    for check in checks:
+        check.name = job.name
+    for i, (earlier, before) in enumerate(zip(stages, checks, strict=True)):
+        if earlier.probe is not None or (before.step is not None and before.step >= earlier.length):
+            continue  # complete: it will be skipped, and its checkpoint stays where it is
+        folders = {earlier.job_dir.rstrip("/"), join(earlier.job_dir, CHECKPOINTS)}
+        for later, after in zip(stages[i + 1:], checks[i + 1:], strict=True):
+            source = later.teacher.params.get("checkpoint")
+            if (isinstance(source, str) and source.rstrip("/") in folders and after.step is not None
+                    and not later.teacher.params.get("follow_checkpoint") and not after.refused
+                    and read_pin(later) is not None):
+                after.refused.append(
+                    f"{where.get(later.name, '')}teacher.params.checkpoint: stage {earlier.name} trains on from "
+                    f"step {before.step or 0} to {earlier.length}, but stage {later.name} started with its "
+                    f"step-{read_pin(later)['step']} checkpoint; resuming would change the targets mid-run: set "
+                    f"{where.get(later.name, '')}teacher.params.follow_checkpoint=true to continue with the new "
+                    f"teacher"
+                )
+    return checks
+
+
+def check_resume(spec: JobSpec, *, tolerate_unreachable: bool = False, where: str = "") -> ResumeCheck:
     """Compares `spec` with the run already in its folder. A probe stage reruns rather than resumes, so
     it is never refused. With `tolerate_unreachable`, a store that cannot be read (a cluster's bucket
     seen from a laptop without credentials) gives an unchecked result rather than an error; the driver
-    in the cluster checks again before it trains."""
+    in the cluster checks again before it trains. `where` prefixes field paths (a pipeline's `stages[i].`)."""
     check = ResumeCheck(spec.job_dir, None)
     if spec.probe is not None:
         return check
@@ -112,7 +141,7 @@ def check_resume(spec: JobSpec, *, tolerate_unreachable: bool = False) -> Resume
         check.notes.append(f"{metrics}: {len(torn)} unreadable line(s), what a kill during an append leaves, "
                            f"are dropped")
     try:
-        moved = teacher_moved(spec, with_hash=False)
+        moved = teacher_moved(spec, with_hash=False, where=where)
     except Exception as e:  # noqa: BLE001 - the teacher's store out of reach: the worker checks again
         if not tolerate_unreachable:
             raise
@@ -126,7 +155,7 @@ def check_resume(spec: JobSpec, *, tolerate_unreachable: bool = False) -> Resume
     changed = sorted(p for p in old.keys() & new.keys() if old[p] != new[p] and not under(p, OPERATIONAL))
     schedule = []
     for path in changed:
-        line = f"{path}: {old.get(path)!r} -> {new.get(path)!r}"
+        line = f"{where}{path}: {old.get(path)!r} -> {new.get(path)!r}"
         if under(path, IDENTITY):
             check.refused.append(line)
         elif under(path, SCHEDULES):
@@ -151,8 +180,8 @@ def schedule_note(old: OptimConfig, new: OptimConfig, step: int, momentum: bool 
     span_old = stretched_length(old.steps, old.schedule_scale)
     span_new = stretched_length(new.steps, new.schedule_scale)
     return (
-        f"the learning-rate, weight-decay{' and EMA-momentum' if momentum else ''} schedules are recomputed "
-        f"over {span_new} steps (were {span_old}) and followed from step {step} on: there, lr "
+        f"the learning-rate{', weight-decay and EMA-momentum' if momentum else ' and weight-decay'} schedules are "
+        f"recomputed over {span_new} steps (were {span_old}) and followed from step {step} on: there, lr "
         f"{then.lr(step):.3g} -> {now.lr(step):.3g} and weight decay {then.wd(step):.3g} -> {now.wd(step):.3g}"
     )
 
@@ -191,7 +220,7 @@ def read_pin(spec: JobSpec) -> dict[str, Any] | None:
     return json.loads(fs.cat_file(path)) if fs.exists(path) else None
 
 
-def teacher_moved(spec: JobSpec, *, with_hash: bool) -> str | None:
+def teacher_moved(spec: JobSpec, *, with_hash: bool, where: str = "") -> str | None:
     """Why resuming would change the teacher's weights under the student, or None. Without `with_hash`
     only the file and step are compared (cheap, for the client); with it, the content too (the worker)."""
     pin = read_pin(spec)
@@ -205,9 +234,9 @@ def teacher_moved(spec: JobSpec, *, with_hash: bool) -> str | None:
         return None
     what = f"moved on to step {step} ({url})" if url != pin["checkpoint"] else "been rewritten (other content)"
     return (
-        f"teacher.params.checkpoint: this run started with the teacher at step {pin['step']} ({pin['checkpoint']}, "
-        f"sha256 {pin['sha256'][:12]}); that checkpoint has {what}. Resuming would change the targets mid-run: "
-        f"set teacher.params.follow_checkpoint=true to continue with the new teacher"
+        f"{where}teacher.params.checkpoint: this run started with the teacher at step {pin['step']} "
+        f"({pin['checkpoint']}, sha256 {pin['sha256'][:12]}); that checkpoint has {what}. Resuming would change "
+        f"the targets mid-run: set {where}teacher.params.follow_checkpoint=true to continue with the new teacher"
     )
 
 
