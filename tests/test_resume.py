@@ -12,7 +12,7 @@ from jepa_platform.runners.local import worker_error_message
 from jepa_platform.spec import load_spec
 from jepa_platform.train.job import run_training
 from jepa_platform.train.layout import SPEC_FILE
-from jepa_platform.train.metrics import read_metrics
+from jepa_platform.train.metrics import ErrorReader, format_error, last_error, read_metrics
 from jepa_platform.train.resume import check_resume
 
 runner = CliRunner()
@@ -152,3 +152,15 @@ def test_an_unreadable_newest_checkpoint_gives_way_and_all_unreadable_stop_the_r
     assert str(e.value).startswith(f"{ckpt}: none of its 2 checkpoints can be read: step_00000004 (")
     assert "Nothing was deleted. Submit under a new name to start afresh" in str(e.value)
     assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "runs").rglob("*")) == before
+
+
+def test_a_multi_line_error_crosses_a_cluster_log_whole():
+    """In-cluster drivers print errors into the job's log, which the client reads line by line."""
+    message = "runs/x holds a different run (checkpointed at step 3). Changed:\n  backbone.params.depth: 2 -> 3"
+    log = "\n".join(["step=1 loss=0.5", format_error("an earlier failure"), "stage x: resuming at step 3",
+                     format_error(message), "done"])
+    assert last_error(log) == message
+    reader = ErrorReader()
+    for line in log.splitlines():
+        reader.feed(line)
+    assert reader.message == message

@@ -18,7 +18,7 @@ from jepa_platform.runners.local import RunResult, latest_step
 from jepa_platform.spec import JobSpec
 from jepa_platform.train.checkpoint import join
 from jepa_platform.train.layout import METRICS_FILE
-from jepa_platform.train.metrics import format_row, format_stage_event, read_metrics
+from jepa_platform.train.metrics import format_error, format_row, format_stage_event, read_metrics
 from jepa_platform.train.resume import check_stages
 
 TARGET_ALIASES = {"k8s": "kubernetes"}
@@ -145,7 +145,7 @@ def finish(record: JobRecord, results: list[RunResult], store: JobStore) -> JobR
     last = results[-1]
     if last.error:
         with store.log_path(record.id).open("a") as f:
-            f.write(f"error: {last.error}\n")
+            f.write(format_error(last.error) + "\n")
     return store.update(record.id, status=last.status, step=sum(r.step for r in results), error=last.error)
 
 

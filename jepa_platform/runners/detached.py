@@ -9,7 +9,7 @@ from jepa_platform.plugins.manager import registry
 from jepa_platform.runners import finish, run_stages
 from jepa_platform.runners.jobstore import JobStore
 from jepa_platform.spec import validate_spec
-from jepa_platform.train.metrics import format_row, format_stage_event
+from jepa_platform.train.metrics import format_error, format_row, format_stage_event
 
 
 def main(job_id: str, root: str) -> int:
@@ -25,7 +25,7 @@ def main(job_id: str, root: str) -> int:
         )
     except Exception as e:
         store.update(job_id, status="FAILED", error=str(e))
-        print(f"error: {e}", flush=True)
+        print(format_error(str(e)), flush=True)
         return 1
     if store.get(job_id).status != "CANCELLED":
         record = finish(record, results, store)

@@ -35,7 +35,14 @@ from jepa_platform.runners.k8s_manifest import (
     settings_of,
 )
 from jepa_platform.runners.profiles import AcceleratorProfile, load_profiles
-from jepa_platform.train.metrics import format_row, format_stage_event, parse_row, parse_stage_event
+from jepa_platform.train.metrics import (
+    ErrorReader,
+    format_error,
+    format_row,
+    format_stage_event,
+    parse_row,
+    parse_stage_event,
+)
 
 if TYPE_CHECKING:
     from jepa_platform.runners.jobstore import JobRecord, JobStore
@@ -514,7 +521,7 @@ class KubernetesRunner:
         """Follows the job's log to its end, handing metrics rows to on_row, `stage NAME: EVENT` lines to
         on_stage (name, event, step) and every other line to on_line. Returns (state, detail, last step,
         the job's last `error: ...` line)."""
-        step, error = None, None
+        step, errors = None, ErrorReader()
         for line in self.logs(name, namespace, follow=True):
             row = parse_row(line)
             stage = parse_stage_event(line)
@@ -526,10 +533,9 @@ class KubernetesRunner:
                 on_stage(*stage)
             elif on_line:
                 on_line(line)
-            if line.startswith("error: "):
-                error = line.removeprefix("error: ").strip()
+            errors.feed(line)
         state, detail = self.status(name, namespace)
-        return state, detail, step, error
+        return state, detail, step, errors.message
 
     def submit(self, spec: JobSpec, on_row: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
         """The runner contract: runs the spec as one RayJob, to its end."""
@@ -672,11 +678,11 @@ def run_spec(stage: str | None = None, environ: dict[str, str] | None = None) ->
             on_stage=lambda s, event, step: print(format_stage_event(s.name, event, step), flush=True),
         )
     except JepaError as e:
-        print(f"error: {e}", flush=True)
+        print(format_error(str(e)), flush=True)
         return 1
     last = results[-1]
     if last.status != "SUCCEEDED":
-        print(f"error: {last.name} {last.status.lower()}: {last.error}", flush=True)
+        print(format_error(f"{last.name} {last.status.lower()}: {last.error}"), flush=True)
         return 1
     print(f"done {spec.name}: outputs in {spec.job_dir}", flush=True)
     return 0

@@ -46,7 +46,14 @@ from jepa_platform.errors import ConfigError, JepaError, JobDetached
 from jepa_platform.runners.jobstore import TERMINAL, JobNotFound, JobRecord, JobStore
 from jepa_platform.runners.local import RunResult
 from jepa_platform.spec import JobSpec
-from jepa_platform.train.metrics import format_row, format_stage_event, parse_row, parse_stage_event
+from jepa_platform.train.metrics import (
+    format_error,
+    format_row,
+    format_stage_event,
+    last_error,
+    parse_row,
+    parse_stage_event,
+)
 
 ADDRESS_ENV = "JEPA_RAY_ADDRESS"
 TOKEN_ENV = "JEPA_RAY_TOKEN"
@@ -492,11 +499,6 @@ def short(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def last_error(log: str) -> str | None:
-    errors = [ln[len("error: "):].strip() for ln in log.splitlines() if ln.startswith("error: ")]
-    return errors[-1] if errors else None
-
-
 def sync_iter(agen: AsyncIterator[str]) -> Iterator[str]:
     """An async generator stepped on a private event loop, so callers need no asyncio.
 
@@ -583,11 +585,11 @@ def main(argv: list[str] | None = None) -> int:
         results = run_stages(spec, runner, stage=args.stage, on_row=lambda row: print(format_row(row), flush=True),
                              on_stage=on_stage)
     except JepaError as e:
-        print(f"error: {e}", flush=True)
+        print(format_error(str(e)), flush=True)
         return 1
     last = results[-1]
     if last.error:
-        print(f"error: {last.error}", flush=True)
+        print(format_error(last.error), flush=True)
     return 0 if last.status == "SUCCEEDED" else 1
 
 
