@@ -355,8 +355,8 @@ def test_rayjob_status_maps_to_one_state(deployment, job_status, state):
 
 
 def test_in_cluster_entry_runs_the_carried_spec_through_the_stages(profiles, monkeypatch, capsys):
-    from jepa_platform import runners
     from jepa_platform.runners import local
+    from jepa_platform.runners import stages as runners
 
     ran = []
 

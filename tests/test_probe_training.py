@@ -25,7 +25,7 @@ from jepa_platform.eval import (
     resolve_settings,
 )
 from jepa_platform.eval.data import view_boxes
-from jepa_platform.eval.plugin import (
+from jepa_platform.models.plugin import (
     AttentiveProbeParams,
     LinearProbeParams,
     TimmBackboneParams,
@@ -40,7 +40,7 @@ from jepa_platform.plugins.testing import InlinePlugins
 
 
 class EvalComponents:
-    """The registrations `plugins/builtin.py` makes once frozen evaluation is wired in."""
+    """The registrations `models/plugin.py` makes once frozen evaluation is wired in."""
 
     @hookimpl
     def jepa_register_probes(self, register):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from jepa_platform.errors import ConfigError
-from jepa_platform.eval.plugin import (
+from jepa_platform.models.plugin import (
     AttentiveProbeParams,
     LinearProbeParams,
     build_attentive_probe,

@@ -137,7 +137,7 @@ def cluster(ray_cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> Cluster:
 
 PLUGIN_CODE = """
 from jepa_platform.plugins import hookimpl
-from jepa_platform.plugins.builtin import MultiBlockParams, build_multiblock
+from jepa_platform.masks.plugin import MultiBlockParams, build_multiblock
 
 
 @hookimpl

@@ -3,10 +3,10 @@
 `run_probe(ProbeSettings(...))` is the whole job (what `jepa probe` and the `probe` stage run);
 `probe_worker` is its Ray Train worker function. The pieces, one concept per module: `settings`,
 `data` (labelled manifests, class folders, segments and views), `features` (the frozen encoder, cached
-tokens), `grid` (probes side by side), `probing` (the training loop), `report` (metrics and outputs),
-`plugin` (the `attentive`/`linear` probes and `timm` backbone as registry components).
+tokens), `grid` (probes side by side), `probing` (the training loop), `report` (metrics and outputs). The probes
+themselves are models (`models/probes.py`), registered in `models/plugin.py`.
 
-Names are imported on first use, so `jepa_platform.eval.plugin` and `.settings` load without torch.
+Names are imported on first use, so `jepa_platform.eval.settings` loads without torch.
 """
 
 from __future__ import annotations

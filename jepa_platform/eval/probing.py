@@ -24,6 +24,7 @@ from jepa_platform.data.sampler import ResumableSampler
 from jepa_platform.errors import ConfigError, TrainingError
 from jepa_platform.eval.features import FeatureCache, FrozenEncoder, TokenBatch, encode_batches
 from jepa_platform.eval.grid import ProbeGrid, cosine_lr, probe_optimizer
+from jepa_platform.plugins.contracts import EpochAware
 from jepa_platform.train.loop import autocast_for
 
 __all__ = ["ProbeTrainer", "SplitMetrics"]
@@ -155,7 +156,7 @@ class ProbeTrainer:
             order = [shard[i] for i in torch.randperm(len(shard), generator=g).tolist()]
             return self.train_cache.batches(order, self.batch_size, drop_last=True, device=self.device)
         self.sampler.set_epoch(epoch)
-        if hasattr(self.train_set, "set_epoch"):
+        if isinstance(self.train_set, EpochAware):
             self.train_set.set_epoch(epoch)
         return self._encoded(self._loader(self.train_set, self.sampler, drop_last=True))
 

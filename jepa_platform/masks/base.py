@@ -1,4 +1,4 @@
-"""What every masker returns, the protocol it follows, and how a batch's masks are made to stack.
+"""How a batch's masks are made to stack; `Masks` and the `Masker` protocol live in `plugins.contracts`.
 
 Token indices are flat over the grid (T', H', W') in row-major order, ``t*H'*W' + h*W' + w``,
 the order in which a video ViT flattens its patch embeddings.
@@ -6,50 +6,17 @@ the order in which a video ViT flattens its patch embeddings.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal
 
 import torch
 from torch import Tensor
 
+from jepa_platform.plugins.contracts import Masker, Masks
+
+__all__ = ["TRUNCATIONS", "Masker", "Masks", "Truncation", "truncate_to_batch_min"]
+
 Truncation = Literal["random", "prefix"]
 TRUNCATIONS: tuple[str, ...] = ("random", "prefix")
-
-
-@dataclass
-class Masks:
-    """One batch's masks from one masker.
-
-    ``context`` [B, Nc] and ``targets`` [B, Nt] are token indices, each row sorted ascending,
-    with Nc and Nt equal across the batch (see ``truncate_to_batch_min``). ``masked`` [B, N] is
-    each sample's full masked set before truncation (True = masked), so the tokens truncation
-    dropped are those in neither ``context`` nor ``targets``.
-    """
-
-    context: Tensor
-    targets: Tensor
-    masked: Tensor
-
-    def dropped(self) -> Tensor:
-        """[B, N] bool: tokens that truncation removed from both the context and the targets."""
-        kept = torch.zeros_like(self.masked)
-        kept.scatter_(1, self.context, True)
-        kept.scatter_(1, self.targets, True)
-        return ~kept
-
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> Masks:
-        return Masks(
-            context=self.context.to(device, non_blocking=non_blocking),
-            targets=self.targets.to(device, non_blocking=non_blocking),
-            masked=self.masked.to(device, non_blocking=non_blocking),
-        )
-
-
-@runtime_checkable
-class Masker(Protocol):
-    """Draws a batch of masks over a token grid; all randomness comes from ``generator``."""
-
-    def __call__(self, batch_size: int, grid: tuple[int, int, int], generator: torch.Generator) -> Masks: ...
 
 
 def truncate_to_batch_min(selected: Tensor, truncate: Truncation, generator: torch.Generator) -> Tensor:

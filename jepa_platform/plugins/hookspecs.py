@@ -1,7 +1,9 @@
 """The whole plugin API: one hook per component family, each handed a `register` callback.
 
 A plugin module implements any of these with `@jepa_platform.plugins.hookimpl` and calls
-`register(name, factory, config=ParamsModel, description=...)` once per component it provides.
+`register(name, factory, config=ParamsModel, description=...)` once per component it provides. The
+factory is called as `factory(params, **context)` with the validated params model and the context
+named below, and returns an object that follows the family's protocol in `plugins.contracts`.
 """
 
 from __future__ import annotations
@@ -14,34 +16,42 @@ hookimpl = pluggy.HookimplMarker("jepa_platform")
 
 @hookspec
 def jepa_register_backbones(register):
-    """Register video encoders: factory(params, img_size=, num_frames=) -> encoder module."""
+    """Video encoders: factory(params, img_size=, num_frames=) -> `contracts.Backbone`."""
 
 
 @hookspec
 def jepa_register_predictors(register):
-    """Register predictors: factory(params, embed_dim=, grid=, target_dim=, num_mask_tokens=) -> module."""
+    """Predictors: factory(params, embed_dim=, grid=, target_dim=, num_mask_tokens=) -> `contracts.Predictor`."""
 
 
 @hookspec
 def jepa_register_maskers(register):
-    """Register maskers: factory(params) -> Masker (called with batch_size, grid, generator)."""
+    """Maskers: factory(params) -> `contracts.Masker`."""
 
 
 @hookspec
 def jepa_register_teachers(register):
-    """Register teacher strategies: factory(params, student=, steps=, schedule_scale=) -> TeacherStrategy."""
+    """Teachers: factory(params, student=, steps=, schedule_scale=) -> `contracts.Teacher` (optionally
+    `OwnsPredictor`, `ReportsMetrics`)."""
 
 
 @hookspec
 def jepa_register_probes(register):
-    """Register frozen-evaluation probes: factory(params, embed_dim=, num_classes=) -> module."""
+    """Frozen-evaluation probes: factory(params, embed_dim=, num_classes=) -> `contracts.Probe`."""
 
 
 @hookspec
 def jepa_register_datasets(register):
-    """Register datasets: factory(params, data=DataSpec, source=str, train=bool) -> torch Dataset."""
+    """Datasets: factory(params, data=DataSpec, source=str, train=bool) -> `contracts.Dataset` (optionally
+    `EpochAware`)."""
 
 
 @hookspec
 def jepa_register_runners(register):
-    """Register runners (where jobs run): factory(params) -> Runner."""
+    """Runners (where jobs run): factory(params) -> `contracts.Runner`."""
+
+
+@hookspec
+def jepa_register_loggers(register):
+    """Run loggers (where metrics rows go besides metrics.jsonl): factory(params, url=, resume_step=) ->
+    `contracts.RunLogger`."""

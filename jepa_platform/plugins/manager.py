@@ -1,8 +1,14 @@
-"""Loading plugins: the built-ins, then every `jepa_platform` entry point not blocked by the user."""
+"""Loading plugins: every `jepa_platform` entry point not blocked by the user, built-ins first.
+
+The built-in components come through this package's own `builtin` entry point, exactly like a
+third-party plugin's, so this module imports no component. An entry point names a module (or object)
+with hookimpls; a module that lists `HOOK_MODULES` is registered as those modules, under one name.
+"""
 
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -17,6 +23,8 @@ from jepa_platform.plugins.registries import FAMILIES, PluginError, Registry
 ENTRY_POINT_GROUP = "jepa_platform"
 DISABLE_ENV = "JEPA_DISABLE_PLUGINS"
 BUILTIN = "builtin"
+DISTRIBUTION = "jepa-platform"
+BUILTIN_MODULE = "jepa_platform.builtins"  # what the `builtin` entry point names (pyproject.toml)
 
 
 def disabled_plugins() -> set[str]:
@@ -40,44 +48,55 @@ class Plugins:
         self.pm.add_hookspecs(hookspecs)
         self.versions: dict[str, str] = {}
         self.blocked = disabled_plugins()
+        self.provider: dict[str, str] = {}  # pluggy's name of each registered object -> the plugin's name
         for name in self.blocked:
             self.pm.set_blocked(name)
-        from jepa_platform import __version__
-        from jepa_platform.plugins import builtin
-
-        self._register(builtin, BUILTIN, __version__)
-        if load_entry_points:
-            self._load_entry_points()
+        self._load_entry_points(third_party=load_entry_points)
         for name, plugin in (extra or {}).items():
             self._register(plugin, name, "inline")
         self.registries = self._fill_registries()
 
     def _register(self, plugin: ModuleType | object, name: str, version: str) -> None:
-        if self.pm.is_blocked(name):
+        if self.pm.is_blocked(name) or name in self.versions:
             return
-        self.pm.register(plugin, name=name)
+        parts = getattr(plugin, "HOOK_MODULES", None) or (plugin,)
+        for i, part in enumerate(parts):
+            key = name if len(parts) == 1 else f"{name}:{getattr(part, '__name__', i)}"
+            self.pm.register(part, name=key)
+            self.provider[key] = name
         self.versions[name] = version
 
-    def _load_entry_points(self) -> None:
-        for dist in metadata.distributions():
-            for ep in dist.entry_points:
-                if ep.group != ENTRY_POINT_GROUP or self.pm.is_blocked(ep.name) or self.pm.has_plugin(ep.name):
-                    continue
-                try:
-                    plugin = ep.load()
-                except Exception as e:  # a broken third-party package must not hide which one it is
-                    raise PluginError(
-                        f"plugin {ep.name!r} ({dist.metadata['Name']} {dist.version}) failed to load: {e}; "
-                        f"disable it with {DISABLE_ENV}={ep.name}"
-                    ) from e
-                self._register(plugin, ep.name, dist.version)
+    def _load_entry_points(self, third_party: bool) -> None:
+        """This package's entry points first (the built-ins keep their names against a clashing plugin),
+        then, with `third_party`, every other distribution's."""
+        found = [(dist, ep) for dist in metadata.distributions() for ep in dist.entry_points
+                 if ep.group == ENTRY_POINT_GROUP]
+        own = [(d, ep) for d, ep in found if d.metadata["Name"] == DISTRIBUTION]
+        others = [(d, ep) for d, ep in found if d.metadata["Name"] != DISTRIBUTION] if third_party else []
+        if not any(ep.name == BUILTIN for _, ep in own) and BUILTIN not in self.blocked:
+            # Run from a source tree without installed metadata: the entry point's target, by name.
+            from jepa_platform import __version__
+
+            self._register(importlib.import_module(BUILTIN_MODULE), BUILTIN, __version__)
+        for dist, ep in own + others:
+            if self.pm.is_blocked(ep.name) or ep.name in self.versions:
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as e:  # a broken third-party package must not hide which one it is
+                raise PluginError(
+                    f"plugin {ep.name!r} ({dist.metadata['Name']} {dist.version}) failed to load: {e}; "
+                    f"disable it with {DISABLE_ENV}={ep.name}"
+                ) from e
+            self._register(plugin, ep.name, dist.version)
 
     def _fill_registries(self) -> dict[str, Registry]:
         registries = {}
         for family in FAMILIES:
             registry = Registry(family)
             for impl in getattr(self.pm.hook, f"jepa_register_{family}").get_hookimpls():
-                impl.function(register=functools.partial(registry.register, provider=impl.plugin_name))
+                provider = self.provider.get(impl.plugin_name, impl.plugin_name)
+                impl.function(register=functools.partial(registry.register, provider=provider))
             registries[family] = registry
         return registries
 
@@ -86,17 +105,19 @@ class Plugins:
 
     def info(self, include_blocked: bool = False) -> list[PluginInfo]:
         """What loaded (and, with include_blocked, what JEPA_DISABLE_PLUGINS kept out)."""
+        hooks: dict[str, set[str]] = {}
+        for key, plugin in self.pm.list_name_plugin():
+            if plugin is not None:
+                name = self.provider.get(key, key)
+                hooks.setdefault(name, set()).update(h.name for h in self.pm.get_hookcallers(plugin) or [])
         out = []
-        for name, plugin in self.pm.list_name_plugin():
-            if plugin is None:
-                continue
-            hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
+        for name, names in hooks.items():
             comps = {
                 fam: [c.name for c in reg if c.provider == name]
                 for fam, reg in self.registries.items()
                 if any(c.provider == name for c in reg)
             }
-            out.append(PluginInfo(name, self.versions.get(name, "?"), hooks, comps))
+            out.append(PluginInfo(name, self.versions.get(name, "?"), sorted(names), comps))
         if include_blocked:
             out += [PluginInfo(n, "-", [], {}, blocked=True) for n in sorted(self.blocked)]
         return out

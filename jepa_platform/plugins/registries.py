@@ -10,17 +10,21 @@ from pydantic import BaseModel, ConfigDict
 
 from jepa_platform.errors import JepaError
 
-FAMILIES = ("backbones", "predictors", "maskers", "teachers", "probes", "datasets", "runners")
+FAMILIES = ("backbones", "predictors", "maskers", "teachers", "probes", "datasets", "runners", "loggers")
 
 
 class PluginError(JepaError):
     """A plugin that cannot be loaded or registers something that clashes."""
 
 
-class NoParams(BaseModel):
-    """Params model of a component that takes none."""
+class Params(BaseModel):
+    """Base of a component's params model: an unknown field is an error naming it."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class NoParams(Params):
+    """Params model of a component that takes none."""
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,10 @@ then, in a test module::
         check_component(registry("maskers").get("my_masker"))
 
 The checks build each component small, on CPU, with its default params (shrunk where the params
-model has ``size``/``depth``/``embed_dim``), and assert what the training loop relies on. Nothing
-is downloaded; the dataset check writes a few tiny synthetic videos to a temporary folder.
+model has ``size``/``depth``/``embed_dim``), and assert its family's protocol in
+``jepa_platform.plugins.contracts`` (the members it declares, and what the training loop relies on
+them to do), including the optional capabilities a component declares. Nothing is downloaded; the
+dataset check writes a few tiny synthetic videos to a temporary folder.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import torch
 import torch.nn as nn
 from pydantic import ValidationError
 
-from jepa_platform.plugins import manager
+from jepa_platform.plugins import contracts, manager
 from jepa_platform.plugins.registries import FAMILIES, Component
 
 BATCH = 2
@@ -166,6 +168,11 @@ def _shape(x: Any, shape: tuple[int, ...], what: str) -> None:
     assert torch.isfinite(x).all(), f"{what}: not finite"
 
 
+def _follows(obj: Any, protocol: type, what: str) -> None:
+    gaps = contracts.missing(obj, protocol)
+    assert not gaps, f"{what} lacks {gaps}, which plugins.contracts.{protocol.__name__} requires"
+
+
 def _trains(module: nn.Module, output: torch.Tensor, what: str) -> None:
     output.float().pow(2).mean().backward()
     grads = [p.grad for p in module.parameters() if p.grad is not None]
@@ -177,8 +184,7 @@ def check_backbone(component: Component, params: dict[str, Any]) -> None:
     """Encoder interface: attributes, token_grid, forward with keep=None | tensor | list, return_layers;
     kept tokens see nothing of the dropped ones; gradients flow."""
     encoder = component.build(params, img_size=CLIP[-1], num_frames=CLIP[1])
-    for attr in ("embed_dim", "num_heads", "grid", "patch_size", "tubelet_size"):
-        assert hasattr(encoder, attr), f"encoder has no attribute {attr!r}"
+    _follows(encoder, contracts.Backbone, "the encoder")
     clips = random_clips()
     grid = tuple(encoder.token_grid(clips.shape))
     assert grid == tuple(encoder.grid), f"token_grid: {grid} for {list(clips.shape)}, grid: {encoder.grid}"
@@ -272,8 +278,7 @@ def check_teacher(component: Component, params: dict[str, Any]) -> None:
     after_step, and a state_dict that loads back."""
     student = tiny_encoder()
     teacher = component.build(params, student=student, steps=10, schedule_scale=1.25)
-    for attr in ("target_dim", "targets", "loss", "after_step", "state_dict", "load_state_dict"):
-        assert hasattr(teacher, attr), f"teacher has no {attr!r}"
+    _follows(teacher, contracts.Teacher, "the teacher")
     masks = [_tiny_masks(student.grid)] * 2
     targets = teacher.targets(random_clips(), masks)
     assert len(targets) == 2, f"targets: expected one tensor per mask (2), got {len(targets)}"
@@ -287,6 +292,16 @@ def check_teacher(component: Component, params: dict[str, Any]) -> None:
     assert prediction.grad is not None, "the loss does not reach the prediction"
     teacher.after_step(1)
     teacher.load_state_dict(teacher.state_dict())
+    if isinstance(teacher, contracts.ReportsMetrics):
+        values = teacher.metrics(1)
+        assert isinstance(values, Mapping) and all(isinstance(v, float | int) for v in values.values()), (
+            "metrics(step) must give named numbers"
+        )
+    if isinstance(teacher, contracts.OwnsPredictor):  # its own head, in place of the spec's predictor
+        head = teacher.make_predictor(student, num_mask_tokens=2)
+        context = student(random_clips(), keep=masks[0].context)
+        out = head(context, masks[0].context, masks[0].targets, mask_index=1, grid=student.grid)
+        _shape(out, (BATCH, masks[0].targets.shape[1], teacher.target_dim), "make_predictor(...) output")
 
 
 def check_probe(component: Component, params: dict[str, Any]) -> None:
@@ -306,6 +321,9 @@ def check_dataset(component: Component, params: dict[str, Any]) -> None:
         manifest = str(write_synthetic_dataset(folder, videos_per_class=1, frames=8, size=32))
         data = DataSpec(train=manifest, frames=CLIP[1], stride=1, resolution=CLIP[-1], loader_workers=0)
         dataset = component.build(params, data=data, source=manifest, train=True)
+        _follows(dataset, contracts.Dataset, "the dataset")
+        if isinstance(dataset, contracts.EpochAware):
+            dataset.set_epoch(1)
         assert len(dataset) > 0, "dataset is empty"
         sample = dataset[0]
         assert isinstance(sample, Mapping) and {"clip", "label"} <= sample.keys(), (
@@ -317,7 +335,18 @@ def check_dataset(component: Component, params: dict[str, Any]) -> None:
 def check_runner(component: Component, params: dict[str, Any]) -> None:
     """Runner: builds without side effects and can `submit` a job (not run here: that needs a cluster)."""
     runner = component.build(params)
-    assert callable(getattr(runner, "submit", None)), "a runner must have submit(spec, ...)"
+    _follows(runner, contracts.Runner, "the runner")
+
+
+def check_logger(component: Component, params: dict[str, Any]) -> None:
+    """Run logger: writes under a folder it is given, takes rows, flushes; resumable from a step."""
+    with tempfile.TemporaryDirectory() as folder:
+        logger = component.build(params, url=f"{folder}/run", resume_step=None)
+        _follows(logger, contracts.RunLogger, "the logger")
+        for step in (1, 2):
+            logger.log({"step": step, "loss": 1.0 / step, "lr": 1e-3})
+        logger.flush()
+        component.build(params, url=f"{folder}/run", resume_step=1).flush()
 
 
 CHECKS: dict[str, Callable[[Component, dict[str, Any]], None]] = {
@@ -328,4 +357,5 @@ CHECKS: dict[str, Callable[[Component, dict[str, Any]], None]] = {
     "probes": check_probe,
     "datasets": check_dataset,
     "runners": check_runner,
+    "loggers": check_logger,
 }

@@ -11,67 +11,23 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from jepa_platform.errors import ConfigError
 from jepa_platform.plugins.manager import registry
 from jepa_platform.runners.jobstore import TERMINAL, JobRecord, JobStore
-from jepa_platform.runners.local import RunResult, latest_step
+from jepa_platform.runners.local import RunResult
+from jepa_platform.runners.stages import StageEvent, run_stages, select_stages
 from jepa_platform.spec import JobSpec
 from jepa_platform.train.checkpoint import join
 from jepa_platform.train.layout import METRICS_FILE
 from jepa_platform.train.metrics import format_error, format_row, format_stage_event, read_metrics
 from jepa_platform.train.resume import check_stages
 
+__all__ = ["StageEvent", "cancel", "refresh", "resolve_target", "run_stages", "select_stages", "submit"]
+
 TARGET_ALIASES = {"k8s": "kubernetes"}
 
 
 def resolve_target(spec: JobSpec, target: str | None) -> str:
     return TARGET_ALIASES.get(target or spec.target, target or spec.target)
-
-
-StageEvent = Callable[[JobSpec, str, "int | None"], None]
-
-
-def select_stages(spec: JobSpec, stage: str | None) -> list[JobSpec]:
-    stages = spec.pipeline()
-    if stage is None:
-        return stages
-    chosen = [s for s in stages if s.name == stage]
-    if not chosen or not spec.stages:
-        names = ", ".join(s.name for s in stages) if spec.stages else "none: the spec has no stages"
-        raise ConfigError(f"--stage: no stage {stage!r} in {spec.name} (stages: {names})")
-    return chosen
-
-
-def run_stages(
-    spec: JobSpec,
-    runner: Any,
-    *,
-    stage: str | None = None,
-    on_row: Callable[[dict[str, Any]], None] | None = None,
-    on_stage: StageEvent | None = None,
-) -> list[RunResult]:
-    """Runs the job's stages in order: a completed stage is skipped, a started one resumes, a failure stops.
-
-    Every stage is checked against the run already in its folder first (`check_resume`), so a spec that
-    would resume into a different run is refused before any stage starts."""
-    stages = select_stages(spec, stage)
-    for check in check_stages(spec, stages):
-        check.raise_if_refused()
-    results = []
-    for s in stages:
-        step, ckpt = latest_step(s)
-        if step is not None and step >= s.length:
-            if on_stage:
-                on_stage(s, "skipped", step)
-            results.append(RunResult(s.name, s.job_dir, "SUCCEEDED", step, {}, ckpt, step))
-            continue
-        if on_stage:
-            on_stage(s, "resuming" if step else "starting", step)
-        result = runner.submit(s, on_row=on_row)
-        results.append(result)
-        if result.status != "SUCCEEDED":
-            break
-    return results
 
 
 def submit(

@@ -662,8 +662,8 @@ def record_logs(record: JobRecord, follow: bool = False) -> Iterator[str]:
 def run_spec(stage: str | None = None, environ: dict[str, str] | None = None) -> int:
     """The RayJob's entrypoint: runs the spec from `$JEPA_SPEC_B64` on the cluster's Ray (RAY_ADDRESS is
     set for a Ray job's driver), stage by stage, resuming from the job's checkpoints; prints metrics rows."""
-    from jepa_platform.runners import run_stages
     from jepa_platform.runners.local import LocalRunner
+    from jepa_platform.runners.stages import run_stages
     from jepa_platform.spec import validate_spec
 
     environ = os.environ if environ is None else environ

@@ -565,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     from jepa_platform.plugins.manager import registry
-    from jepa_platform.runners import run_stages
+    from jepa_platform.runners.stages import run_stages
     from jepa_platform.spec import validate_spec
 
     parser = argparse.ArgumentParser(prog="python -m jepa_platform.runners.ray_jobs")

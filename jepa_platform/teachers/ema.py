@@ -33,6 +33,10 @@ class EmaTeacher(LatentTeacher):
         self.momentum = Linear(momentum[0], momentum[1], stretched_length(steps, schedule_scale))
         self.target_dim = student.embed_dim
 
+    def metrics(self, step: int) -> dict[str, float]:
+        """The momentum of the update at `step` (`ReportsMetrics`)."""
+        return {"momentum": self.momentum(step)}
+
     @torch.no_grad()
     def after_step(self, step: int) -> None:
         m = self.momentum(step)

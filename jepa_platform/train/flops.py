@@ -156,7 +156,7 @@ def measure_step_flops(
 ) -> StepFlops:
     """Mean FLOPs per step over `batches` steps of random clips [B, C, T, H, W] on `device`.
 
-    `student` is a `JepaStudent` (`.encoder`, `.predictor`) and `teacher` a `TeacherStrategy`, both
+    `student` is a `JepaStudent` (`.encoder`, `.predictor`) and `teacher` a `Teacher` (`plugins.contracts`), both
     already on `device`; `collator_like(batch_size, grid)` gives each step's masks (pass a fresh
     `MaskCollator`, so a run's mask sequence is not advanced). Nothing changes: no optimiser step,
     `.grad` untouched, RNG state and train/eval modes restored. Runs in fp32: autocast changes the
@@ -288,7 +288,7 @@ def _build_teacher(spec: JobSpec, encoder: nn.Module) -> tuple[Any, tuple[str, .
     """The job's teacher, or a stand-in (with a note why) when its factory fails here, e.g. a
     frozen teacher whose checkpoint is not written yet."""
     from jepa_platform.plugins.manager import registry
-    from jepa_platform.train.job import build_teacher
+    from jepa_platform.train.build import build_teacher
 
     kind, data = spec.teacher.kind, spec.data
     try:
@@ -307,8 +307,8 @@ def _build_teacher(spec: JobSpec, encoder: nn.Module) -> tuple[Any, tuple[str, .
 
 
 def build_components(spec: JobSpec) -> tuple[nn.Module, Any, list[Any], tuple[str, ...]]:
-    """(JepaStudent, teacher, maskers, notes) as `train.job.build_trainer` builds them, without the data."""
-    from jepa_platform.train.job import build_encoder, build_maskers, build_student
+    """(JepaStudent, teacher, maskers, notes) as `train.build.build_trainer` builds them, without the data."""
+    from jepa_platform.train.build import build_encoder, build_maskers, build_student
 
     encoder = build_encoder(spec)
     teacher, notes = _build_teacher(spec, encoder)

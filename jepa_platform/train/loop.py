@@ -25,7 +25,7 @@ from jepa_platform.data.sampler import ResumableSampler
 from jepa_platform.errors import ConfigError, TrainingError
 from jepa_platform.masks.base import Masks
 from jepa_platform.masks.collator import MaskCollator
-from jepa_platform.teachers.base import TeacherStrategy
+from jepa_platform.plugins.contracts import EpochAware, ReportsMetrics, Teacher
 from jepa_platform.train.checkpoint import CheckpointStore
 from jepa_platform.train.config import OptimConfig
 from jepa_platform.train.metrics import MetricsLog
@@ -142,7 +142,7 @@ class Trainer:
     def __init__(
         self,
         student: JepaStudent,
-        teacher: TeacherStrategy,
+        teacher: Teacher,
         collator: MaskCollator,
         dataset: Dataset,
         optim: OptimConfig,
@@ -329,7 +329,7 @@ class Trainer:
         bs = self.cfg.batch_size
         while True:
             self.sampler.set_epoch(self.progress.epoch, start=self.progress.batch_in_epoch * bs)
-            if hasattr(self.dataset, "set_epoch"):
+            if isinstance(self.dataset, EpochAware):
                 self.dataset.set_epoch(self.progress.epoch)
             loader = DataLoader(
                 self.dataset,
@@ -361,8 +361,8 @@ class Trainer:
             clips_seen += batch["clip"].shape[0] * self.world_size
             step = self.progress.step
             row = {"step": step, "epoch": self.progress.epoch, "workers": self.world_size, **metrics}
-            if hasattr(self.teacher, "momentum"):
-                row["momentum"] = self.teacher.momentum(step)
+            if isinstance(self.teacher, ReportsMetrics):
+                row.update(self.teacher.metrics(step))
             elapsed = time.perf_counter() - t0
             row["clips_per_s"] = clips_seen / elapsed if elapsed > 0 else math.nan
             row["data_wait_frac"] = data_wait / elapsed if elapsed > 0 else 0.0

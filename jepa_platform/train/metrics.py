@@ -6,12 +6,14 @@ import json
 import logging
 import re
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from jepa_platform.plugins.contracts import RunLogger
 from jepa_platform.train.checkpoint import write_bytes_atomic
 
 log = logging.getLogger(__name__)
@@ -21,12 +23,16 @@ class MetricsLog:
     """Appends on a local disk; object stores cannot append, so there the whole file is rewritten on flush.
 
     On resume, rows past the resumed step are dropped so the file reads as one uninterrupted run.
-    With `tensorboard_dir` every numeric field is also written as a TensorBoard scalar.
+    Each row also goes to every run logger (`plugins.contracts.RunLogger`); `tensorboard_dir` adds the
+    TensorBoard one.
     """
 
-    def __init__(self, url: str, resume_step: int | None = None, tensorboard_dir: str | None = None):
+    def __init__(self, url: str, resume_step: int | None = None, tensorboard_dir: str | None = None,
+                 loggers: Sequence[RunLogger] = ()):
         self.url = url
-        self.tensorboard = TensorBoardScalars(tensorboard_dir, resume_step) if tensorboard_dir else None
+        self.loggers = list(loggers)
+        if tensorboard_dir:
+            self.loggers.append(TensorBoardScalars(tensorboard_dir, resume_step))
         self.fs, self.path = fsspec.core.url_to_fs(url)
         self.local = isinstance(self.fs, LocalFileSystem)
         self.rows: list[str] = []
@@ -45,18 +51,18 @@ class MetricsLog:
             self.fs.makedirs(self.fs._parent(self.path), exist_ok=True)
             with open(self.path, "a") as f:
                 f.write(line + "\n")
-        if self.tensorboard:
-            self.tensorboard.log(row)
+        for logger in self.loggers:
+            logger.log(row)
 
     def flush(self) -> None:
-        if self.tensorboard:
-            self.tensorboard.flush()
+        for logger in self.loggers:
+            logger.flush()
         if not self.local:
             write_bytes_atomic(self.url, "".join(r + "\n" for r in self.rows).encode())
 
 
 class TensorBoardScalars:
-    """TensorBoard scalars `train/<field>` for each numeric field of a row, in a folder on any filesystem.
+    """A `RunLogger`: TensorBoard scalars `train/<field>` of each numeric field of a row, in a folder on any fs.
 
     TensorBoard's writer only writes local files, so for an object store the event file is written in a
     temporary folder and uploaded whole on each flush (scalar events are small). A resumed run starts a new
