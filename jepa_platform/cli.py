@@ -87,7 +87,7 @@ def check_resumes(job, stages, show: bool = True) -> dict[str, int | None]:
 
 @app.command()
 @user_errors
-def submit(
+def submit(  # noqa: C901 - one branch per target and output mode; they move into runner components (issue 23)
     spec: SpecArg,
     overrides: Overrides = None,
     target: Annotated[str | None, typer.Option(help="local | ray | k8s (default: the spec's target).")] = None,
@@ -532,7 +532,7 @@ def masks(
     as_json: JsonOpt = False,
 ) -> None:
     """Draw sampled masks of each mask type over the token grid, with their measured ratios."""
-    from jepa_platform.masks.picture import spec_mask_picture
+    from jepa_platform.train.build import spec_mask_picture
 
     stats = spec_mask_picture(load(spec, overrides), out_path, samples=samples)
     if as_json:

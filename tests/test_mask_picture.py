@@ -9,8 +9,9 @@ import pytest
 
 from jepa_platform.errors import ConfigError
 from jepa_platform.masks import MaskCollator, RandomMasker, TubeMasker, default_vjepa_maskers
-from jepa_platform.masks.picture import MaskStats, mask_picture, spec_mask_picture
+from jepa_platform.masks.picture import MaskStats, mask_picture
 from jepa_platform.spec import validate_spec
+from jepa_platform.train.build import spec_mask_picture
 
 DEFAULT_GRID = (8, 14, 14)  # 16 frames / tubelet 2, 224 px / patch 16
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

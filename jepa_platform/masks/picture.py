@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,9 +22,6 @@ from matplotlib.patches import Patch
 from jepa_platform.masks import _checks
 from jepa_platform.masks.base import Masker, Masks
 from jepa_platform.masks.collator import MaskCollator
-
-if TYPE_CHECKING:
-    from jepa_platform.spec import JobSpec
 
 # Token categories as drawn; targets win where a (plugin) masker puts a token in both sets.
 CONTEXT, TARGET, DROPPED = 0, 1, 2
@@ -68,27 +65,6 @@ def mask_picture(
     fig = _figure(names, categories, masked, stats, grid, samples, f"batch {batch_size}, seed {seed}")
     fig.savefig(Path(out), format="png", dpi=100)
     return stats
-
-
-def spec_mask_picture(
-    spec: JobSpec, out: str | Path, samples: int = 3, seed: int | None = None
-) -> list[MaskStats]:
-    """``mask_picture`` for a job spec: its maskers, token grid, batch size and (unless given) seed."""
-    from jepa_platform.plugins.manager import registry
-
-    backbone = spec.backbone.params
-    tubelet, patch = backbone.get("tubelet_size", 2), backbone.get("patch_size", 16)
-    grid = (spec.data.frames // tubelet, spec.data.resolution // patch, spec.data.resolution // patch)
-    components = [registry("maskers").get(comp.kind) for comp in spec.masks]
-    params = [c.config.model_validate(comp.params) for c, comp in zip(components, spec.masks, strict=True)]
-    dumped = [p.model_dump(mode="json") for p in params]
-    maskers = []
-    for i, (comp, component) in enumerate(zip(spec.masks, components, strict=True)):
-        siblings = [d for d, other in zip(dumped, spec.masks, strict=True) if other.kind == comp.kind]
-        key = _key_params(dumped[i], component.config, siblings)
-        maskers.append((f"masks[{i}] {comp.kind}" + (f" ({key})" if key else ""), component.build(params[i])))
-    seed = spec.optim.seed if seed is None else seed
-    return mask_picture(maskers, grid, out, samples=samples, batch_size=spec.optim.batch_size, seed=seed)
 
 
 def _categories(masks: Masks, grid: tuple[int, int, int]) -> np.ndarray:
@@ -164,7 +140,7 @@ def _draw_samples(group: SubFigure, cats: np.ndarray, before: np.ndarray) -> Non
                 ax.set_xlabel(f"t'={t}", fontsize=7, labelpad=2)
 
 
-def _key_params(params: dict[str, Any], config: Any, siblings: list[dict[str, Any]]) -> str:
+def key_params(params: dict[str, Any], config: Any, siblings: list[dict[str, Any]]) -> str:
     """``k=v`` for the params that set this masker apart: changed from their default, or differing
     among ``siblings`` (the spec's maskers of the same kind); when none do, every numeric param.
     (lo, hi) pairs print as one number when lo == hi, else as lo-hi."""

@@ -30,7 +30,7 @@ def resolve_target(spec: JobSpec, target: str | None) -> str:
     return TARGET_ALIASES.get(target or spec.target, target or spec.target)
 
 
-def submit(
+def submit(  # noqa: C901 - one branch per built-in target until runners are components (issue 23)
     spec: JobSpec,
     *,
     target: str | None = None,

@@ -547,7 +547,7 @@ class KubernetesRunner:
                          None if state == "SUCCEEDED" else error or detail)
 
     # -- with the local job store (what `jepa submit/status/logs/cancel` call) ----------------------
-    def run_record(
+    def run_record(  # noqa: C901 - launch, wait or detach, follow, record: one RayJob's life in order
         self,
         spec: JobSpec,
         record: JobRecord,

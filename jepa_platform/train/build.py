@@ -7,6 +7,7 @@ both see the same model.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -71,3 +72,24 @@ def build_trainer(
         num_workers=data.loader_workers, store=store, device=device, rank=rank, world_size=world_size,
         wrap=wrap, report=report, on_step=on_step,
     )
+
+
+def spec_mask_picture(
+    spec: JobSpec, out: str | Path, samples: int = 3, seed: int | None = None
+) -> list[Any]:
+    """`masks.picture.mask_picture` for a job spec: its maskers, token grid, batch size and (unless given) seed."""
+    from jepa_platform.masks.picture import key_params, mask_picture  # matplotlib: only when drawing
+
+    backbone = spec.backbone.params
+    tubelet, patch = backbone.get("tubelet_size", 2), backbone.get("patch_size", 16)
+    grid = (spec.data.frames // tubelet, spec.data.resolution // patch, spec.data.resolution // patch)
+    components = [registry("maskers").get(comp.kind) for comp in spec.masks]
+    params = [c.config.model_validate(comp.params) for c, comp in zip(components, spec.masks, strict=True)]
+    dumped = [p.model_dump(mode="json") for p in params]
+    maskers = []
+    for i, (comp, component) in enumerate(zip(spec.masks, components, strict=True)):
+        siblings = [d for d, other in zip(dumped, spec.masks, strict=True) if other.kind == comp.kind]
+        key = key_params(dumped[i], component.config, siblings)
+        maskers.append((f"masks[{i}] {comp.kind}" + (f" ({key})" if key else ""), component.build(params[i])))
+    seed = spec.optim.seed if seed is None else seed
+    return mask_picture(maskers, grid, out, samples=samples, batch_size=spec.optim.batch_size, seed=seed)

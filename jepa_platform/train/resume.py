@@ -134,12 +134,7 @@ def check_resume(spec: JobSpec, *, tolerate_unreachable: bool = False, where: st
     if latest is None:
         return check
     check.step = int(latest.rstrip("/").rsplit("_", 1)[-1])
-    metrics = join(spec.job_dir, METRICS_FILE)
-    fs, path = fsspec.core.url_to_fs(metrics)
-    torn = parse_lines(fs.cat_file(path).decode(errors="replace"))[1] if fs.exists(path) else []
-    if torn:
-        check.notes.append(f"{metrics}: {len(torn)} unreadable line(s), what a kill during an append leaves, "
-                           f"are dropped")
+    check.notes += torn_metrics_notes(spec.job_dir)
     try:
         moved = teacher_moved(spec, with_hash=False, where=where)
     except Exception as e:  # noqa: BLE001 - the teacher's store out of reach: the worker checks again
@@ -149,8 +144,22 @@ def check_resume(spec: JobSpec, *, tolerate_unreachable: bool = False, where: st
         moved = None
     if moved:
         check.refused.append(moved)
-    if before is None:
-        return check
+    if before is not None:
+        compare_specs(before, spec, check, where)
+    return check
+
+
+def torn_metrics_notes(job_dir: str) -> list[str]:
+    metrics = join(job_dir, METRICS_FILE)
+    fs, path = fsspec.core.url_to_fs(metrics)
+    torn = parse_lines(fs.cat_file(path).decode(errors="replace"))[1] if fs.exists(path) else []
+    if not torn:
+        return []
+    return [f"{metrics}: {len(torn)} unreadable line(s), what a kill during an append leaves, are dropped"]
+
+
+def compare_specs(before: dict[str, Any], spec: JobSpec, check: ResumeCheck, where: str) -> None:
+    """Sorts each field that differs from the run's spec into `check`: refused, a note, or ignored."""
     old, new = flatten(before), flatten(spec.resolved())
     changed = sorted(p for p in old.keys() & new.keys() if old[p] != new[p] and not under(p, OPERATIONAL))
     schedule = []
@@ -169,7 +178,6 @@ def check_resume(spec: JobSpec, *, tolerate_unreachable: bool = False, where: st
         except (TypeError, ValueError):  # written by a version with other optim fields
             then = spec.optim
         check.notes.append(f"{', '.join(schedule)}: " + schedule_note(then, spec.optim, check.step, momentum))
-    return check
 
 
 def schedule_note(old: OptimConfig, new: OptimConfig, step: int, momentum: bool = False) -> str:
