@@ -177,6 +177,67 @@ def test_the_contract_catches_a_leaky_encoder_and_overlapping_masks(inline_plugi
     assert "maskers/overlapping (from 'broken')" in report and "a target token is not masked" in report
 
 
+class HalfTeacher:
+    """Targets and a loss, but no `target_dim`, `state_dict` or `load_state_dict`."""
+
+    def targets(self, clips, masks):
+        return [torch.zeros(clips.shape[0], m.targets.shape[1], 4) for m in masks]
+
+    def loss(self, prediction, target):
+        return (prediction - target).abs().mean()
+
+    def after_step(self, step):
+        pass
+
+
+class IncompleteComponents:
+    @hookimpl
+    def jepa_register_teachers(self, register):
+        register("half", lambda params, **context: HalfTeacher())
+
+    @hookimpl
+    def jepa_register_loggers(self, register):
+        class Printer:
+            def log(self, row):
+                print(row)
+
+        register("printer", lambda params, **context: Printer())
+
+
+def test_the_contract_names_the_protocol_members_a_component_lacks(inline_plugin):
+    inline_plugin(IncompleteComponents(), name="half", load_entry_points=False)
+    with pytest.raises(AssertionError) as e:
+        contract_check_all(provider="half")
+    report = str(e.value)
+    assert ("teachers/half (from 'half'): AssertionError: the teacher lacks ['target_dim', 'state_dict', "
+            "'load_state_dict'], which plugins.contracts.Teacher requires") in report
+    assert "loggers/printer (from 'half'): AssertionError: the logger lacks ['flush']" in report
+
+
+def test_builtins_load_through_the_packages_own_entry_point_and_can_be_blocked(monkeypatch):
+    from importlib import metadata
+
+    (entry,) = [ep for ep in metadata.distribution("jepa-platform").entry_points if ep.group == "jepa_platform"]
+    assert (entry.name, entry.value) == ("builtin", "jepa_platform.builtins")
+    monkeypatch.setenv(DISABLE_ENV, "builtin")
+    plugins = Plugins(load_entry_points=False)
+    assert all(not plugins.registry(family).names() for family in plugins.registries)
+    assert [p.name for p in plugins.info(include_blocked=True)] == ["builtin"]
+
+
+def test_optional_capabilities_are_declared_protocols():
+    from jepa_platform.plugins import contracts
+    from jepa_platform.teachers.ema import EmaTeacher
+    from jepa_platform.teachers.pixel import PixelTeacher
+
+    student = VideoViT(img_size=32, num_frames=4, embed_dim=32, depth=1, num_heads=2)
+    ema, pixel = EmaTeacher(student, steps=10), PixelTeacher(student.tubelet_size, student.patch_size)
+    assert isinstance(ema, contracts.Teacher) and isinstance(pixel, contracts.Teacher)
+    assert isinstance(ema, contracts.ReportsMetrics) and not isinstance(ema, contracts.OwnsPredictor)
+    assert isinstance(pixel, contracts.OwnsPredictor) and not isinstance(pixel, contracts.ReportsMetrics)
+    assert ema.metrics(0) == {"momentum": 0.998}
+
+
 def test_future_masker_gives_the_past_as_context_and_the_later_future_as_targets():
     masker = registry("maskers").get("future").build({"context_fraction": 0.5, "gap": 1})
     grid = (8, 2, 3)
