@@ -109,7 +109,8 @@ def submit(  # noqa: C901 - one branch per target and output mode; they move int
     as_json: JsonOpt = False,
 ) -> None:
     """Run a job: validate the spec, then train on the chosen target (resuming a job of the same name)."""
-    from jepa_platform.runners import resolve_target, select_stages
+    from jepa_platform.plugins.contracts import Renders
+    from jepa_platform.runners import resolve_target, runner_for, select_stages, target_params
     from jepa_platform.runners import submit as submit_job
     from jepa_platform.runners.local import latest_step
 
@@ -117,16 +118,16 @@ def submit(  # noqa: C901 - one branch per target and output mode; they move int
     tgt = resolve_target(job, target)
     stages = select_stages(job, stage)
     resume_from = check_resumes(job, stages, show=not as_json)
-    if server_dry_run and tgt != "kubernetes":
-        raise ConfigError(f"--server-dry-run: only for target kubernetes (k8s), not {tgt}")
-    if (dry_run or server_dry_run) and tgt == "kubernetes":
-        from jepa_platform.runners.kubernetes import KubernetesRunner
-
-        launch = KubernetesRunner().launch(job, dry_run="server" if server_dry_run else "client", stage=stage)
+    params = {k: v for k, v in {"address": address, "working_dir": str(working_dir) if working_dir else None,
+                                "plugins": plugin}.items() if v}
+    runner = runner_for(tgt, target_params(job, tgt, params))
+    if server_dry_run and not isinstance(runner, Renders):
+        raise ConfigError(f"--server-dry-run: target {tgt} has no API server to ask (kubernetes has)")
+    if (dry_run or server_dry_run) and isinstance(runner, Renders):
+        manifest, what = runner.render(job, stage=stage, server=server_dry_run)
         if server_dry_run and not as_json:
-            err.print(f"[green]valid[/] the API server admits RayJob {launch.namespace}/{launch.name}"
-                      + (" (it would replace the finished RayJob of that name)" if launch.replaced else ""))
-        return emit_manifest(launch.manifest, as_json)
+            err.print(f"[green]valid[/] the API server admits {what}")
+        return emit_manifest(manifest, as_json)
     if dry_run:
         plan = [{"stage": s.name, "job_dir": s.job_dir, "steps": s.length,
                  "resume_from": latest_step(s)[0] if s.probe is not None else resume_from[s.name]}
@@ -145,7 +146,7 @@ def submit(  # noqa: C901 - one branch per target and output mode; they move int
         record = submit_job(job, target=tgt, stage=stage, wait=wait, on_row=progress.on_row,
                             on_stage=progress.on_stage if show else None,
                             on_line=(lambda line: out.print(line, highlight=False, markup=False)) if show else None,
-                            address=address, working_dir=str(working_dir) if working_dir else None, plugins=plugin)
+                            params=params)
     if as_json:
         emit_json(record.__dict__ | {"spec": None})
     elif not wait:
@@ -176,14 +177,16 @@ def render(
     as_json: JsonOpt = False,
 ) -> None:
     """Print what a cluster target would be sent (k8s: the RayJob manifest), contacting nothing."""
-    from jepa_platform.runners import resolve_target, select_stages
-    from jepa_platform.runners.kubernetes import KubernetesRunner
+    from jepa_platform.plugins.contracts import Renders
+    from jepa_platform.runners import resolve_target, runner_for, select_stages, target_params
 
     job = load(spec, overrides)
-    if resolve_target(job, target) != "kubernetes":
-        raise ConfigError(f"--target: render knows k8s (kubernetes) only, got {target!r}")
+    kind = resolve_target(job, target)
+    runner = runner_for(kind, target_params(job, kind))
+    if not isinstance(runner, Renders):
+        raise ConfigError(f"--target: {target!r} sends nothing that could be rendered (kubernetes does)")
     select_stages(job, stage)
-    emit_manifest(KubernetesRunner().launch(job, dry_run="client", stage=stage).manifest, as_json)
+    emit_manifest(runner.render(job, stage=stage)[0], as_json)
 
 
 class StageProgress:
@@ -356,36 +359,13 @@ def logs(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")] = False,
 ) -> None:
     """A job's log (metrics rows and errors)."""
-    from jepa_platform.runners import refresh
-    from jepa_platform.runners.jobstore import TERMINAL, JobStore
+    from jepa_platform.runners import read_log
+    from jepa_platform.runners.jobstore import JobStore
 
     store = JobStore()
-    record = store.get(job)
-    if record.target in ("kubernetes", "ray"):  # the cluster keeps the log
-        if record.target == "kubernetes":
-            from jepa_platform.runners.kubernetes import record_logs
-        else:
-            from jepa_platform.runners.ray_jobs import record_logs
-
-        for line in record_logs(record, follow=follow):
-            sys.stdout.write(line if line.endswith("\n") else line + "\n")
-            sys.stdout.flush()
-        return
-    path = store.log_path(record.id)
-    pos = 0
-    while True:
-        if path.exists():
-            with path.open() as f:
-                f.seek(pos)
-                chunk = f.read()
-                pos = f.tell()
-            sys.stdout.write(chunk)
-            sys.stdout.flush()
-        if not follow or refresh(store.get(record.id), store).status in TERMINAL:
-            if follow and path.exists():
-                sys.stdout.write(path.read_text()[pos:])
-            return
-        time.sleep(0.5)
+    for line in read_log(store.get(job), store, follow=follow):
+        sys.stdout.write(line if line.endswith("\n") else line + "\n")
+        sys.stdout.flush()
 
 
 @app.command()

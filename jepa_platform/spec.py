@@ -212,6 +212,7 @@ class ProbeSpec(ProbeSettings):
 
 
 NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+TARGET_ALIASES = {"k8s": "kubernetes"}
 
 
 class JobSpec(Strict):
@@ -226,7 +227,11 @@ class JobSpec(Strict):
     data: DataSpec
     resources: ResourcesSpec = ResourcesSpec()
     storage: StorageSpec = StorageSpec()
-    target: Literal["local", "ray", "kubernetes"] = "local"
+    target: ComponentSpec = Field(
+        default_factory=lambda: ComponentSpec(kind="local"),
+        description="Where the job runs: a registered runner (local, ray, kubernetes or a plugin's) and its params; "
+        "a bare name is short for {kind: NAME}, and k8s for kubernetes.",
+    )
     cluster: ClusterSpec = ClusterSpec()
     probe: ProbeSpec | None = Field(None, description="Makes this job (stage) a frozen evaluation; see `jepa probe`.")
     kubernetes: KubernetesSettings | None = Field(
@@ -245,6 +250,15 @@ class JobSpec(Strict):
     def _name(cls, v: str) -> str:
         if not NAME.match(v):
             raise ValueError("must be 1-63 lowercase letters, digits or '-', starting and ending alphanumeric")
+        return v
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _target(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = {"kind": v}
+        if isinstance(v, dict) and isinstance(v.get("kind"), str):
+            v = {**v, "kind": TARGET_ALIASES.get(v["kind"], v["kind"])}
         return v
 
     @field_validator("masks")
@@ -273,6 +287,7 @@ class JobSpec(Strict):
                ("teacher", "teachers", self.teacher)]
         out += [(f"masks[{i}]", "maskers", m) for i, m in enumerate(self.masks)]
         out.append(("data", "datasets", ComponentSpec(kind=self.data.dataset, params=self.data.params)))
+        out.append(("target", "runners", self.target))
         return out
 
     def resolved(self) -> dict[str, Any]:

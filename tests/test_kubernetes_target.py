@@ -273,7 +273,7 @@ def test_spec_round_trips_through_the_annotation_and_the_runtime_env(profiles):
     env = yaml.safe_load(obj["spec"]["runtimeEnvYAML"])["env_vars"]
     assert decode_spec(env[SPEC_ENV]) == carried
     again = validate_spec(carried)
-    expected = spec.resolved() | {"target": "kubernetes"}
+    expected = spec.resolved() | {"target": {"kind": "kubernetes", "params": {}}}
     expected["resources"] = expected["resources"] | {"accelerator_type": None}  # it named the profile only
     assert again.resolved() == expected
     # too large for readable JSON within the budget: compressed, still round-trips; past it, refused

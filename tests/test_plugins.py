@@ -22,7 +22,7 @@ from jepa_platform.train.layout import CHECKPOINTS
 
 inline_plugin = testing.inline_plugin  # the fixture plugin authors get from their conftest.py
 
-EXAMPLE_COMPONENTS = {"backbones": ["factorized_vit"], "maskers": ["future"]}
+EXAMPLE_COMPONENTS = {"backbones": ["factorized_vit"], "maskers": ["future"], "runners": ["inprocess"]}
 
 
 def spec_with(**fields):
@@ -33,7 +33,7 @@ def test_the_installed_example_plugin_is_discovered_with_its_version_and_compone
     info = {p.name: p for p in get_plugins().info()}
     assert info["example"].version == "0.1.0"
     assert info["example"].components == EXAMPLE_COMPONENTS
-    assert info["example"].hooks == ["jepa_register_backbones", "jepa_register_maskers"]
+    assert info["example"].hooks == ["jepa_register_backbones", "jepa_register_maskers", "jepa_register_runners"]
     assert "builtin" in info
 
 

@@ -12,7 +12,7 @@ Tensors: clips are [B, C, T, H, W]; tokens are numbered row-major over the token
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -174,10 +174,44 @@ class EpochAware(Protocol):
 # -- runners: factory(params) -> Runner ----------------------------------------------------------------------
 @runtime_checkable
 class Runner(Protocol):
-    """Where a job runs: runs one (stage of a) job to its end."""
+    """Where a job runs. `submit` runs one stage to its end (what the stage driver calls, here or in a
+    cluster); the rest work on the job store's record of a submitted job (`runners.jobstore.JobRecord`).
+    `runners.host.HostJobs` gives all but `submit` to a runner whose stages run from this machine."""
 
     def submit(self, spec: JobSpec, on_row: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
         """Trains `spec` (resuming from its job folder), handing each metrics row to `on_row`."""
+
+    def run_record(self, spec: JobSpec, record: Any, store: Any, *, wait: bool = True,
+                   on_row: Callable[[dict[str, Any]], None] | None = None,
+                   on_stage: Callable[..., None] | None = None,
+                   on_line: Callable[[str], None] | None = None) -> Any:
+        """Starts the recorded job (all its stages, or `record.stage`); with wait, follows it to its end."""
+
+    def refresh(self, record: Any, store: Any, strict: bool = False) -> Any:
+        """The record with the job's current status and step (with strict, unreachable is an error)."""
+
+    def stop(self, record: Any, store: Any, delete: bool = False) -> Any:
+        """Stops the job (its checkpoints stay); with delete, also removes what the target made for it."""
+
+    def read_log(self, record: Any, store: Any, follow: bool = False) -> Iterator[str]:
+        """The job's log lines; with follow, until it ends."""
+
+
+@runtime_checkable
+class Prepares(Protocol):
+    """Runner capability: checks made before a job is recorded (a cluster's address, reachability, token)."""
+
+    def prepare(self, spec: JobSpec) -> None:
+        """Raises a JepaError naming what is wrong."""
+
+
+@runtime_checkable
+class Renders(Protocol):
+    """Runner capability: what it would send, without sending it (`jepa render`, `submit --dry-run`)."""
+
+    def render(self, spec: JobSpec, *, stage: str | None = None, server: bool = False) -> tuple[dict[str, Any], str]:
+        """(the manifest, one line saying what it is); with server, the target's API admits it first,
+        creating nothing."""
 
 
 # -- run loggers: factory(params, url=, resume_step=) -> RunLogger ----------------------------------------------
@@ -223,6 +257,6 @@ PROTOCOLS: dict[str, type] = {
 }
 
 __all__ = [
-    "Backbone", "Dataset", "EpochAware", "Grid", "Masker", "Masks", "OwnsPredictor", "Predictor", "Probe",
-    "ReportsMetrics", "RunLogger", "Runner", "Teacher", "members", "missing",
+    "Backbone", "Dataset", "EpochAware", "Grid", "Masker", "Masks", "OwnsPredictor", "Predictor", "Prepares",
+    "Probe", "Renders", "ReportsMetrics", "RunLogger", "Runner", "Teacher", "members", "missing",
 ]

@@ -292,7 +292,7 @@ def job_labels(spec: JobSpec, settings: KubernetesSettings) -> dict[str, str]:
 def runtime_spec(spec: JobSpec, profile: AcceleratorProfile) -> dict[str, Any]:
     """The spec the cluster runs: as resolved, with target kubernetes, less an accelerator_type that only
     named the profile (the node pool already pins the hardware, and Ray names its GPUs its own way)."""
-    resolved = {**spec.resolved(), "target": "kubernetes"}
+    resolved = {**spec.resolved(), "target": {"kind": "kubernetes", "params": {}}}
     accel = resolved["resources"].get("accelerator_type")
     if accel and accel.lower() == profile.name:
         resolved["resources"]["accelerator_type"] = None

@@ -605,6 +605,25 @@ class KubernetesRunner:
                             error=None if state == "SUCCEEDED" else error or detail)
 
 
+    # the job store's records (`contracts.Runner`) and rendering (`contracts.Renders`) -----------------------
+    def refresh(self, record: JobRecord, store: JobStore, strict: bool = False) -> JobRecord:
+        return refresh_record(record, store)  # the RayJob's last known state when the API cannot be asked
+
+    def stop(self, record: JobRecord, store: JobStore, delete: bool = False) -> JobRecord:
+        return cancel_record(record, store, delete=delete)
+
+    def read_log(self, record: JobRecord, store: JobStore, follow: bool = False) -> Iterator[str]:
+        return record_logs(record, follow=follow)
+
+    def render(self, spec: JobSpec, *, stage: str | None = None, server: bool = False) -> tuple[dict[str, Any], str]:
+        """The RayJob manifest; with server, the API server admits it without creating it."""
+        launch = self.launch(spec, dry_run="server" if server else "client", stage=stage)
+        what = f"RayJob {launch.namespace}/{launch.name}"
+        if launch.replaced:
+            what += " (it would replace the finished RayJob of that name)"
+        return launch.manifest, what
+
+
 def already_running_message(e: JobAlreadyRunning, store: JobStore) -> str:
     """Points at the record of this machine that owns the running RayJob, or at kubectl when none does."""
     ns, name = e.remote.split("/", 1)

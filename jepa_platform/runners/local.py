@@ -12,53 +12,15 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-import fsspec
-
 from jepa_platform.errors import JepaError, TrainingError
+from jepa_platform.runners.host import HostJobs
+from jepa_platform.runners.stages import RunResult, latest_step, probe_results, probe_settings
 from jepa_platform.spec import JobSpec
-from jepa_platform.train.checkpoint import CheckpointStore, join
-from jepa_platform.train.layout import CHECKPOINTS, METRICS_FILE, RAY_TRAIN_DIR
+from jepa_platform.train.checkpoint import join
+from jepa_platform.train.layout import METRICS_FILE, RAY_TRAIN_DIR
 from jepa_platform.train.metrics import read_metrics
-
-
-@dataclass
-class RunResult:
-    name: str
-    job_dir: str
-    status: str  # SUCCEEDED | FAILED
-    step: int
-    metrics: dict[str, Any]
-    checkpoint: str | None
-    resumed_from: int | None = None
-    error: str | None = None
-
-
-def probe_settings(spec: JobSpec):
-    """A probe stage's settings, writing into the stage's own folder unless told otherwise."""
-    return spec.probe.model_copy(update={"output": spec.probe.output or spec.job_dir})
-
-
-def probe_results(spec: JobSpec) -> dict[str, Any] | None:
-    """results.json of a finished probe stage, or None."""
-    import json
-
-    fs, path = fsspec.core.url_to_fs(join(probe_settings(spec).output, "results.json"))
-    return json.loads(fs.cat_file(path)) if fs.exists(path) else None
-
-
-def latest_step(spec: JobSpec) -> tuple[int | None, str | None]:
-    """(step, checkpoint URL) of the job's newest checkpoint, or (None, None); a probe stage counts its
-    epochs, all of them once its results are written (probes are short: they rerun, not resume)."""
-    if spec.probe is not None:
-        return (spec.probe.epochs, None) if probe_results(spec) else (None, None)
-    store = CheckpointStore(join(spec.job_dir, CHECKPOINTS))
-    url = store.latest()
-    if url is None:
-        return None, None
-    return int(url.rstrip("/").rsplit("_", 1)[-1]), url
 
 
 def follow_metrics(
@@ -77,8 +39,9 @@ def follow_metrics(
         seen = max(seen, len(rows))
 
 
-class LocalRunner:
-    """Runs a job to completion on this machine through an embedded Ray."""
+class LocalRunner(HostJobs):
+    """Runs a job to completion on this machine through an embedded Ray; its record-level side (in this
+    process, or detached in the background) is `HostJobs`."""
 
     def submit(self, spec: JobSpec, on_row: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
         import ray
@@ -190,4 +153,4 @@ def worker_error_message(exc: BaseException) -> str:
     return "\n".join(text) or type(exc).__name__
 
 
-__all__ = ["LocalRunner", "RunResult", "TrainingError"]
+__all__ = ["LocalRunner", "RunResult", "TrainingError", "latest_step", "probe_results", "probe_settings"]

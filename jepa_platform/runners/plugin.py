@@ -26,14 +26,18 @@ def build_kubernetes_runner(params: Params):
 
 
 class RayRunnerParams(Params):
-    address: str | None = Field(None, description="Ray dashboard address, e.g. http://HOST:8265.")
+    address: str | None = Field(None, description="Ray dashboard address, e.g. http://HOST:8265 (default: the "
+                                "spec's cluster.address, else $JEPA_RAY_ADDRESS).")
+    working_dir: str | None = Field(None, description="A folder shipped as the job's working directory.")
+    plugins: list[str] | None = Field(None, description="Extra pip requirements or local paths to ship; the "
+                                      "plugins the spec's components come from are shipped without it.")
 
 
 def build_ray_runner(params: RayRunnerParams):
     """An existing Ray cluster, through the Ray Jobs API (token: $JEPA_RAY_TOKEN)."""
     from jepa_platform.runners.ray_jobs import RayJobsRunner
 
-    return RayJobsRunner(params.address)
+    return RayJobsRunner(params.address, working_dir=params.working_dir, plugins=params.plugins)
 
 
 @hookimpl

@@ -222,8 +222,10 @@ def plugin_packages(spec: JobSpec, scratch: Path) -> tuple[list[str], list[str]]
 class RayJobsRunner:
     """Submits, follows and stops jobs on one Ray cluster, through its dashboard's Jobs API."""
 
-    def __init__(self, address: str | None = None, *, spec_address: str | None = None):
+    def __init__(self, address: str | None = None, *, spec_address: str | None = None,
+                 working_dir: str | None = None, plugins: list[str] | None = None):
         self._given = (address, spec_address)  # resolved on first use: building the runner has no side effects
+        self.working_dir, self.plugins = working_dir, plugins
         self._address: str | None = None
         self._headers: dict[str, str] | None = None
         self.token_source: str | None = None
@@ -250,6 +252,13 @@ class RayJobsRunner:
     def for_spec(cls, spec: JobSpec, address: str | None = None) -> RayJobsRunner:
         cluster = getattr(spec, "cluster", None)
         return cls(address, spec_address=getattr(cluster, "address", None))
+
+    def prepare(self, spec: JobSpec) -> None:
+        """Before a job is recorded: the spec's `cluster.address` unless one was given, then the cluster
+        answers and accepts our token (`contracts.Prepares`)."""
+        if self._given[0] is None and self._address is None:
+            self._given = (None, getattr(getattr(spec, "cluster", None), "address", None))
+        self.check()
 
     # connection ------------------------------------------------------------------------------------------
     def unreachable(self, e: BaseException) -> JepaError:
@@ -419,10 +428,12 @@ class RayJobsRunner:
         plugins: list[str] | None = None,
         on_row: Callable[[dict[str, Any]], None] | None = None,
         on_stage: Callable[[JobSpec, str, int | None], None] | None = None,
+        on_line: Callable[[str], None] | None = None,
     ) -> JobRecord:
         """Submits the recorded job (its `stage`, else all stages) as one Ray job; with wait, copies its log
         into the job store's and feeds `on_row`/`on_stage` until it ends. A refused job is recorded FAILED.
         Interrupted, it stops following and the job goes on (JobDetached says how to follow or stop it)."""
+        working_dir, plugins = working_dir or self.working_dir, plugins or self.plugins
         try:
             sid = self.launch(spec, working_dir, plugins, stage=record.stage, submission_id=record.id)
         except JepaError as e:
@@ -454,6 +465,17 @@ class RayJobsRunner:
                 raise JobDetached(record.id, f"Ray job {sid} on {self.address}") from None
         return store.update(record.id, status=state.status, step=step,
                             error=state.message if state.status == "FAILED" else None)
+
+
+    # the job store's records (`contracts.Runner`) ----------------------------------------------------------
+    def refresh(self, record: JobRecord, store: JobStore, strict: bool = False) -> JobRecord:
+        return refresh_record(record, store, strict=strict)
+
+    def stop(self, record: JobRecord, store: JobStore, delete: bool = False) -> JobRecord:
+        return cancel_record(record, store)
+
+    def read_log(self, record: JobRecord, store: JobStore, follow: bool = False) -> Iterator[str]:
+        return record_logs(record, follow=follow)
 
 
 class _Errors:

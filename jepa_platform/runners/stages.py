@@ -4,12 +4,54 @@ in-cluster drivers (Ray Jobs, a KubeRay RayJob) run there."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+import fsspec
+
 from jepa_platform.errors import ConfigError
-from jepa_platform.runners.local import RunResult, latest_step
 from jepa_platform.spec import JobSpec
+from jepa_platform.train.checkpoint import CheckpointStore, join
+from jepa_platform.train.layout import CHECKPOINTS
 from jepa_platform.train.resume import check_stages
+
+
+@dataclass
+class RunResult:
+    name: str
+    job_dir: str
+    status: str  # SUCCEEDED | FAILED
+    step: int
+    metrics: dict[str, Any]
+    checkpoint: str | None
+    resumed_from: int | None = None
+    error: str | None = None
+
+
+def probe_settings(spec: JobSpec):
+    """A probe stage's settings, writing into the stage's own folder unless told otherwise."""
+    return spec.probe.model_copy(update={"output": spec.probe.output or spec.job_dir})
+
+
+def probe_results(spec: JobSpec) -> dict[str, Any] | None:
+    """results.json of a finished probe stage, or None."""
+    import json
+
+    fs, path = fsspec.core.url_to_fs(join(probe_settings(spec).output, "results.json"))
+    return json.loads(fs.cat_file(path)) if fs.exists(path) else None
+
+
+def latest_step(spec: JobSpec) -> tuple[int | None, str | None]:
+    """(step, checkpoint URL) of the job's newest checkpoint, or (None, None); a probe stage counts its
+    epochs, all of them once its results are written (probes are short: they rerun, not resume)."""
+    if spec.probe is not None:
+        return (spec.probe.epochs, None) if probe_results(spec) else (None, None)
+    store = CheckpointStore(join(spec.job_dir, CHECKPOINTS))
+    url = store.latest()
+    if url is None:
+        return None, None
+    return int(url.rstrip("/").rsplit("_", 1)[-1]), url
+
 
 StageEvent = Callable[[JobSpec, str, "int | None"], None]
 

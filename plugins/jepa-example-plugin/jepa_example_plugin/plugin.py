@@ -84,3 +84,21 @@ def build_factorized_vit(params: FactorizedVitParams, *, img_size: int, num_fram
 @hookimpl
 def jepa_register_backbones(register):
     register("factorized_vit", build_factorized_vit, FactorizedVitParams)
+
+
+class InProcessParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    device: str = Field("cpu", description="torch device to train on, e.g. cpu or cuda:0.")
+
+
+def build_inprocess(params: InProcessParams):
+    """Trains each stage in the submitting process with the plain PyTorch trainer, without Ray."""
+    from jepa_example_plugin.inprocess import InProcessRunner
+
+    return InProcessRunner(device=params.device)
+
+
+@hookimpl
+def jepa_register_runners(register):
+    register("inprocess", build_inprocess, InProcessParams)
