@@ -87,7 +87,7 @@ def check_resumes(job, stages, show: bool = True) -> dict[str, int | None]:
 
 @app.command()
 @user_errors
-def submit(  # noqa: C901 - one branch per target and output mode; they move into runner components (issue 23)
+def submit(
     spec: SpecArg,
     overrides: Overrides = None,
     target: Annotated[str | None, typer.Option(help="local | ray | k8s (default: the spec's target).")] = None,
@@ -112,7 +112,6 @@ def submit(  # noqa: C901 - one branch per target and output mode; they move int
     from jepa_platform.plugins.contracts import Renders
     from jepa_platform.runners import resolve_target, runner_for, select_stages, target_params
     from jepa_platform.runners import submit as submit_job
-    from jepa_platform.runners.local import latest_step
 
     job = load(spec, overrides)
     tgt = resolve_target(job, target)
@@ -129,18 +128,7 @@ def submit(  # noqa: C901 - one branch per target and output mode; they move int
             err.print(f"[green]valid[/] the API server admits {what}")
         return emit_manifest(manifest, as_json)
     if dry_run:
-        plan = [{"stage": s.name, "job_dir": s.job_dir, "steps": s.length,
-                 "resume_from": latest_step(s)[0] if s.probe is not None else resume_from[s.name]}
-                for s in stages]
-        if as_json:
-            emit_json({"target": tgt, "job_dir": job.job_dir, "resume_from": plan[0]["resume_from"],
-                       "stages": plan, "spec": job.resolved()})
-        else:
-            for p in plan:
-                out.print(f"[green]valid[/] {p['stage']}: target {tgt}, {p['steps']} steps, output {p['job_dir']}"
-                          + (f", would resume from step {p['resume_from']}" if p["resume_from"] else ""),
-                          soft_wrap=True)
-        return
+        return print_plan(job, stages, tgt, resume_from, as_json)
     show = not (quiet or as_json)
     with StageProgress(enabled=show and wait) as progress:
         record = submit_job(job, target=tgt, stage=stage, wait=wait, on_row=progress.on_row,
@@ -159,6 +147,21 @@ def submit(  # noqa: C901 - one branch per target and output mode; they move int
         err.print(f"[bold red]error:[/] job {record.id} {record.status.lower()}: {record.error}", highlight=False)
     if wait and record.status != "SUCCEEDED":
         raise typer.Exit(1)
+
+
+def print_plan(job, stages, target: str, resume_from: dict[str, int | None], as_json: bool) -> None:
+    """What `submit --dry-run` would run: each stage's target, steps, folder and resume step."""
+    from jepa_platform.runners.local import latest_step
+
+    plan = [{"stage": s.name, "job_dir": s.job_dir, "steps": s.length,
+             "resume_from": latest_step(s)[0] if s.probe is not None else resume_from[s.name]}
+            for s in stages]
+    if as_json:
+        return emit_json({"target": target, "job_dir": job.job_dir, "resume_from": plan[0]["resume_from"],
+                          "stages": plan, "spec": job.resolved()})
+    for p in plan:
+        out.print(f"[green]valid[/] {p['stage']}: target {target}, {p['steps']} steps, output {p['job_dir']}"
+                  + (f", would resume from step {p['resume_from']}" if p["resume_from"] else ""), soft_wrap=True)
 
 
 def emit_manifest(obj: dict[str, Any], as_json: bool) -> None:
@@ -312,18 +315,20 @@ def list_jobs(
     as_json: JsonOpt = False,
 ) -> None:
     """Jobs submitted from this machine (or, with --target k8s, the RayJobs in a cluster namespace)."""
-    from jepa_platform.runners import TARGET_ALIASES, refresh
+    from jepa_platform.plugins.contracts import ListsJobs
+    from jepa_platform.runners import refresh, runner_for
     from jepa_platform.runners.jobstore import JobStore
 
-    if target and TARGET_ALIASES.get(target, target) == "kubernetes":
-        from jepa_platform.runners.kubernetes import KubernetesRunner
-
-        found = KubernetesRunner(context=context).list(namespace)
+    if target:
+        runner = runner_for(target)
+        if not isinstance(runner, ListsJobs):
+            raise ConfigError(f"--target: {target} holds no jobs of its own to list (kubernetes does)")
+        found = runner.list_jobs(namespace, context)
         if as_json:
-            return emit_json([s.__dict__ for s in found])
-        table = Table("rayjob", "job", "namespace", "status", "created", "detail")
-        for s in found:
-            table.add_row(s.name, s.job, s.namespace, s.status, s.created or "", s.detail)
+            return emit_json(found)
+        table = Table(*(found[0] if found else ["job", "status"]))
+        for row in found:
+            table.add_row(*map(str, row.values()))
         return out.print(table)
 
     store = JobStore()

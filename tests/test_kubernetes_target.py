@@ -678,3 +678,19 @@ def test_no_kubeconfig_and_no_cluster_is_a_config_error(tmp_path, monkeypatch, r
     with pytest.raises(ConfigError, match="no context 'prod'"):
         FakeKubernetes().write_kubeconfig(tmp_path / "kc", server="http://127.0.0.1:1")
         KubernetesRunner(kubeconfig=str(tmp_path / "kc"), context="prod").status("x", "ml")
+
+
+def test_list_target_k8s_shows_the_namespaces_rayjobs_through_the_runner(api, runner, store):
+    """`jepa list --target k8s` asks the registered runner (`contracts.ListsJobs`), not a branch on the name."""
+    from typer.testing import CliRunner
+
+    from jepa_platform.cli import app
+
+    spec = launch_settings(gpu_job())
+    runner.run_record(spec, new_record(store, spec), store, wait=False)
+    listed = CliRunner().invoke(app, ["list", "--target", "k8s", "--json"])
+    assert listed.exit_code == 0, listed.output
+    (row,) = json.loads(listed.stdout)
+    assert (row["rayjob"], row["job"], row["namespace"]) == ("vitl-a100", "vitl-a100", "ml")
+    local = CliRunner().invoke(app, ["list", "--target", "local"])
+    assert local.exit_code == 2 and "local holds no jobs of its own to list" in local.output

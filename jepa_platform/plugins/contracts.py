@@ -206,6 +206,14 @@ class Prepares(Protocol):
 
 
 @runtime_checkable
+class ListsJobs(Protocol):
+    """Runner capability: the jobs its target holds, whoever submitted them (`jepa list --target`)."""
+
+    def list_jobs(self, namespace: str | None = None, context: str | None = None) -> list[dict[str, Any]]:
+        """One mapping per job, with the same keys each (a table's columns)."""
+
+
+@runtime_checkable
 class Renders(Protocol):
     """Runner capability: what it would send, without sending it (`jepa render`, `submit --dry-run`)."""
 
@@ -257,6 +265,6 @@ PROTOCOLS: dict[str, type] = {
 }
 
 __all__ = [
-    "Backbone", "Dataset", "EpochAware", "Grid", "Masker", "Masks", "OwnsPredictor", "Predictor", "Prepares",
-    "Probe", "Renders", "ReportsMetrics", "RunLogger", "Runner", "Teacher", "members", "missing",
+    "Backbone", "Dataset", "EpochAware", "Grid", "ListsJobs", "Masker", "Masks", "OwnsPredictor", "Predictor",
+    "Prepares", "Probe", "Renders", "ReportsMetrics", "RunLogger", "Runner", "Teacher", "members", "missing",
 ]

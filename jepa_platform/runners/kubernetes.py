@@ -615,6 +615,13 @@ class KubernetesRunner:
     def read_log(self, record: JobRecord, store: JobStore, follow: bool = False) -> Iterator[str]:
         return record_logs(record, follow=follow)
 
+    def list_jobs(self, namespace: str | None = None, context: str | None = None) -> list[dict[str, Any]]:
+        """The jepa-platform RayJobs of a namespace (`contracts.ListsJobs`)."""
+        if context:
+            self.context, self._conn = context, None
+        return [{"rayjob": s.name, "job": s.job, "namespace": s.namespace, "status": s.status,
+                 "created": s.created or "", "detail": s.detail} for s in self.list(namespace)]
+
     def render(self, spec: JobSpec, *, stage: str | None = None, server: bool = False) -> tuple[dict[str, Any], str]:
         """The RayJob manifest; with server, the API server admits it without creating it."""
         launch = self.launch(spec, dry_run="server" if server else "client", stage=stage)
