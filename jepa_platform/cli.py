@@ -365,11 +365,15 @@ def logs(
 ) -> None:
     """A job's log (metrics rows and errors)."""
     from jepa_platform.runners import read_log
+    from jepa_platform.runners.events import PREFIX, EventReader, render
     from jepa_platform.runners.jobstore import JobStore
 
     store = JobStore()
+    reader = EventReader()
     for line in read_log(store.get(job), store, follow=follow):
-        sys.stdout.write(line if line.endswith("\n") else line + "\n")
+        event = reader.feed(line)
+        text = render(event) if event is not None and line.startswith(PREFIX) else line.rstrip("\n")
+        sys.stdout.write(text + "\n")
         sys.stdout.flush()
 
 

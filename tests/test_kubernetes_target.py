@@ -17,6 +17,7 @@ import yaml
 from fake_k8s import FakeKubernetes
 
 from jepa_platform.errors import ConfigError
+from jepa_platform.runners.events import Done, EventReader, Row, Stage
 from jepa_platform.runners.jobstore import JobRecord, JobStore
 from jepa_platform.runners.k8s_manifest import (
     SPEC_ENV,
@@ -372,8 +373,10 @@ def test_in_cluster_entry_runs_the_carried_spec_through_the_stages(profiles, mon
     obj = build_rayjob(a100_job(), KubernetesSettings(image=IMAGE), profiles)
     env = yaml.safe_load(obj["spec"]["runtimeEnvYAML"])["env_vars"]
     assert run_spec(environ=env) == 0
-    out = capsys.readouterr().out
-    assert ran == ["vitl-a100"] and "step=1000 loss=0.25" in out and "done vitl-a100" in out
+    reader = EventReader()
+    events = [reader.feed(line) for line in capsys.readouterr().out.splitlines()]
+    assert ran == ["vitl-a100"] and Row({"step": 1000, "loss": 0.25}) in events
+    assert events[-1] == Done("vitl-a100", "s3://bucket/runs/vitl-a100")
     assert run_spec(environ={}) == 2
 
 
@@ -538,8 +541,9 @@ def test_fake_apiserver_submit_follows_the_job_to_its_end_and_records_it(api, ru
     assert [r["step"] for r in rows] == [750, 1000] and stages == [("vitl-a100", "resuming", 500)]
     assert lines[0] == "RayJob ml/vitl-a100 created; waiting for its Ray cluster"
     assert lines[-1].startswith("done vitl-a100")
-    logged = store.log_path(record.id).read_text()
-    assert "stage vitl-a100: resuming at step 500" in logged and "step=750 loss=0.4" in logged
+    reader = EventReader()
+    logged = [reader.feed(line) for line in store.log_path(record.id).read_text().splitlines()]
+    assert Stage("vitl-a100", "resuming", 500) in logged and Row({"step": 750, "loss": 0.4}) in logged
 
 
 def test_fake_apiserver_a_failed_job_is_recorded_with_its_own_error(api, runner, store):

@@ -170,7 +170,11 @@ def test_a_run_past_the_pruning_limit_resumes_after_cancel_kill_and_extension(tm
     assert _latest_checkpoint_step(job_dir) == reached
 
     pid = _run_detached_until(jepa, spec, job_dir, step=reached + 4)
-    os.killpg(pid, signal.SIGKILL)
+    os.killpg(pid, signal.SIGKILL)  # the driver and its group; Ray's workers (groups of their own) die after it
+    deadline = time.time() + 60
+    while session_members(pid):
+        assert time.time() < deadline, "processes of the killed job are still running"
+        time.sleep(0.2)
     killed_at = _latest_checkpoint_step(job_dir)
     assert killed_at < steps, "the run finished before it could be killed; the test proves nothing"
 

@@ -24,6 +24,7 @@ import requests
 from jepa_platform.errors import ConfigError, JobDetached
 from jepa_platform.plugins.manager import set_plugins
 from jepa_platform.runners import ray_jobs
+from jepa_platform.runners.events import EventReader, Row, Stage
 from jepa_platform.runners.jobstore import TERMINAL, JobNotFound, JobRecord, JobStore
 from jepa_platform.runners.ray_jobs import (
     RayJobsRunner,
@@ -219,12 +220,13 @@ def test_a_job_trains_on_the_cluster_with_a_plugin_only_the_client_has(
     job_dir = tmp_path / "runs" / "rayjob"  # the cluster shares this machine's disk
     assert [r["step"] for r in read_metrics(str(job_dir / "metrics.jsonl"))] == [1, 2, 3]
     assert (job_dir / "checkpoints" / "step_00000003" / "state.pt").is_file()
-    logged = [parse_row(line) for line in store.log_path(record.id).read_text().splitlines()]
-    assert [r["step"] for r in logged if r] == [1, 2, 3]
+    reader = EventReader()
+    logged = [reader.feed(line) for line in store.log_path(record.id).read_text().splitlines()]
+    assert [e.values["step"] for e in logged if isinstance(e, Row)] == [1, 2, 3]
 
     runner = RayJobsRunner(cluster.address)
     assert runner.status(record.remote_id).status == "SUCCEEDED"
-    assert "stage rayjob: starting\n" in list(runner.logs(record.remote_id))
+    assert Stage("rayjob", "starting") in [EventReader().feed(line) for line in runner.logs(record.remote_id)]
     listed = {j.submission_id: j for j in runner.list()}
     assert listed[record.remote_id].name == "rayjob" and listed[record.remote_id].status == "SUCCEEDED"
 
@@ -249,7 +251,8 @@ def test_cancelling_a_running_job_stops_it_and_records_cancelled(cluster, tmp_pa
     assert record.status == "PENDING" and record.remote_id == record.id
     logs = runner.logs(record.remote_id, follow=True)
     for line in logs:
-        if (parse_row(line) or {}).get("step") == 1:
+        event = EventReader().feed(line)
+        if isinstance(event, Row) and event.values.get("step") == 1:
             break
     logs.close()
     refreshed = refresh_record(store.get(record.id), store, strict=True)

@@ -8,11 +8,12 @@ from typer.testing import CliRunner
 
 from jepa_platform.cli import app
 from jepa_platform.errors import ConfigError, TrainingError
+from jepa_platform.runners.events import Error, EventReader, Row, encode
 from jepa_platform.runners.local import worker_error_message
 from jepa_platform.spec import load_spec
 from jepa_platform.train.job import run_training
 from jepa_platform.train.layout import SPEC_FILE
-from jepa_platform.train.metrics import ErrorReader, format_error, last_error, read_metrics
+from jepa_platform.train.metrics import read_metrics
 from jepa_platform.train.resume import check_resume
 
 runner = CliRunner()
@@ -155,12 +156,16 @@ def test_an_unreadable_newest_checkpoint_gives_way_and_all_unreadable_stop_the_r
 
 
 def test_a_multi_line_error_crosses_a_cluster_log_whole():
-    """In-cluster drivers print errors into the job's log, which the client reads line by line."""
+    """In-cluster drivers write errors into the job's log, which the client reads line by line: one event
+    carries the whole message; an older driver's `error: ` lines are joined back."""
     message = "runs/x holds a different run (checkpointed at step 3). Changed:\n  backbone.params.depth: 2 -> 3"
-    log = "\n".join(["step=1 loss=0.5", format_error("an earlier failure"), "stage x: resuming at step 3",
-                     format_error(message), "done"])
-    assert last_error(log) == message
-    reader = ErrorReader()
-    for line in log.splitlines():
+    log = [encode(Row({"step": 1, "loss": 0.5})), encode(Error("an earlier failure")), "stage x: resuming at step 3",
+           encode(Error(message)), "done"]
+    reader = EventReader()
+    for line in log:
         reader.feed(line)
-    assert reader.message == message
+    assert reader.last_error == message and reader.last_step == 1
+    legacy = EventReader()
+    for line in ["step=2 loss=0.4", *(f"error: {line}" for line in message.splitlines()), "done"]:
+        legacy.feed(line)
+    assert legacy.last_error == message and legacy.last_step == 2

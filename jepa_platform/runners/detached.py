@@ -7,9 +7,9 @@ from pathlib import Path
 
 from jepa_platform.plugins.manager import registry
 from jepa_platform.runners import finish, run_stages
+from jepa_platform.runners.events import Error, Row, Stage, encode
 from jepa_platform.runners.jobstore import JobStore
 from jepa_platform.spec import validate_spec
-from jepa_platform.train.metrics import format_error, format_row, format_stage_event
 
 
 def main(job_id: str, root: str) -> int:
@@ -20,12 +20,12 @@ def main(job_id: str, root: str) -> int:
         runner = registry("runners").get(record.target).build({})
         results = run_stages(
             spec, runner, stage=record.stage,
-            on_row=lambda row: print(format_row(row), flush=True),
-            on_stage=lambda s, event, step: print(format_stage_event(s.name, event, step), flush=True),
+            on_row=lambda row: print(encode(Row(row)), flush=True),
+            on_stage=lambda s, event, step: print(encode(Stage(s.name, event, step)), flush=True),
         )
     except Exception as e:
         store.update(job_id, status="FAILED", error=str(e))
-        print(format_error(str(e)), flush=True)
+        print(encode(Error(str(e))), flush=True)
         return 1
     if store.get(job_id).status != "CANCELLED":
         record = finish(record, results, store)

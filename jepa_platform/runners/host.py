@@ -13,12 +13,13 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from jepa_platform.runners.events import Error, Row, Stage, encode
 from jepa_platform.runners.jobstore import TERMINAL, JobRecord, JobStore
 from jepa_platform.runners.stages import RunResult, StageEvent, run_stages
 from jepa_platform.spec import JobSpec
 from jepa_platform.train.checkpoint import join
 from jepa_platform.train.layout import METRICS_FILE
-from jepa_platform.train.metrics import format_error, format_row, format_stage_event, read_metrics
+from jepa_platform.train.metrics import read_metrics
 
 
 class HostJobs:
@@ -44,13 +45,13 @@ class HostJobs:
         with store.log_path(record.id).open("a") as log:
 
             def log_row(row: dict[str, Any]) -> None:
-                log.write(format_row(row) + "\n")
+                log.write(encode(Row(row)) + "\n")
                 log.flush()
                 if on_row:
                     on_row(row)
 
             def log_stage(s: JobSpec, event: str, step: int | None) -> None:
-                log.write(format_stage_event(s.name, event, step) + "\n")
+                log.write(encode(Stage(s.name, event, step)) + "\n")
                 log.flush()
                 if on_stage:
                     on_stage(s, event, step)
@@ -95,7 +96,7 @@ class HostJobs:
     def read_log(self, record: JobRecord, store: JobStore, follow: bool = False) -> Iterator[str]:
         """The job store's log, and with follow what is appended to it until the job ends."""
         path = store.log_path(record.id)
-        pos = 0
+        pos, partial = 0, ""
         while True:
             ended = not follow or self.refresh(store.get(record.id), store).status in TERMINAL
             if path.exists():
@@ -103,8 +104,12 @@ class HostJobs:
                     f.seek(pos)
                     chunk = f.read()
                     pos = f.tell()
-                yield from chunk.splitlines(keepends=True)
+                lines = (partial + chunk).splitlines(keepends=True)
+                partial = lines.pop() if lines and not lines[-1].endswith("\n") else ""  # still being written
+                yield from lines
             if ended:
+                if partial:
+                    yield partial
                 return
             time.sleep(0.5)
 
@@ -113,7 +118,7 @@ def finish(record: JobRecord, results: list[RunResult], store: JobStore) -> JobR
     last = results[-1]
     if last.error:
         with store.log_path(record.id).open("a") as f:
-            f.write(format_error(last.error) + "\n")
+            f.write(encode(Error(last.error)) + "\n")
     return store.update(record.id, status=last.status, step=sum(r.step for r in results), error=last.error)
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from jepa_platform.errors import ConfigError, JepaError, JobDetached
+from jepa_platform.runners.events import PREFIX, Done, Error, EventReader, Row, Stage, encode
 from jepa_platform.runners.k8s_manifest import (
     APP,
     APP_LABEL,
@@ -35,14 +36,6 @@ from jepa_platform.runners.k8s_manifest import (
     settings_of,
 )
 from jepa_platform.runners.profiles import AcceleratorProfile, load_profiles
-from jepa_platform.train.metrics import (
-    ErrorReader,
-    format_error,
-    format_row,
-    format_stage_event,
-    parse_row,
-    parse_stage_event,
-)
 
 if TYPE_CHECKING:
     from jepa_platform.runners.jobstore import JobRecord, JobStore
@@ -506,8 +499,10 @@ class KubernetesRunner:
                 if e.status == 400:  # still starting
                     return None
                 raise
-        steps = [row["step"] for row in map(parse_row, (text or "").splitlines()) if row and "step" in row]
-        return steps[-1] if steps else None
+        reader = EventReader()
+        for line in (text or "").splitlines():
+            reader.feed(line)
+        return reader.last_step
 
     def follow(
         self,
@@ -521,21 +516,19 @@ class KubernetesRunner:
         """Follows the job's log to its end, handing metrics rows to on_row, `stage NAME: EVENT` lines to
         on_stage (name, event, step) and every other line to on_line. Returns (state, detail, last step,
         the job's last `error: ...` line)."""
-        step, errors = None, ErrorReader()
+        reader = EventReader()
         for line in self.logs(name, namespace, follow=True):
-            row = parse_row(line)
-            stage = parse_stage_event(line)
-            if row:
-                step = row.get("step", step)
+            event = reader.feed(line)
+            if isinstance(event, Row):
                 if on_row:
-                    on_row(row)
-            elif stage and on_stage:
-                on_stage(*stage)
-            elif on_line:
+                    on_row(event.values)
+            elif isinstance(event, Stage):
+                if on_stage:
+                    on_stage(event.name, event.event, event.step)
+            elif on_line and not line.startswith(PREFIX):  # plain output of the driver, as it printed it
                 on_line(line)
-            errors.feed(line)
         state, detail = self.status(name, namespace)
-        return state, detail, step, errors.message
+        return state, detail, reader.last_step, reader.last_error
 
     def submit(self, spec: JobSpec, on_row: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
         """The runner contract: runs the spec as one RayJob, to its end."""
@@ -595,8 +588,8 @@ class KubernetesRunner:
 
             try:
                 state, detail, step, error = self.follow(
-                    launch.name, launch.namespace, on_row=logged(on_row, format_row),
-                    on_stage=logged(stage_event, format_stage_event),
+                    launch.name, launch.namespace, on_row=logged(on_row, lambda row: encode(Row(row))),
+                    on_stage=logged(stage_event, lambda *event: encode(Stage(*event))),
                     on_line=logged(on_line, str),
                 )
             except KeyboardInterrupt:
@@ -700,17 +693,17 @@ def run_spec(stage: str | None = None, environ: dict[str, str] | None = None) ->
         spec = validate_spec(decode_spec(environ[SPEC_ENV]), source=f"${SPEC_ENV}")
         results = run_stages(
             spec, LocalRunner(), stage=stage,
-            on_row=lambda row: print(format_row(row), flush=True),
-            on_stage=lambda s, event, step: print(format_stage_event(s.name, event, step), flush=True),
+            on_row=lambda row: print(encode(Row(row)), flush=True),
+            on_stage=lambda s, event, step: print(encode(Stage(s.name, event, step)), flush=True),
         )
     except JepaError as e:
-        print(format_error(str(e)), flush=True)
+        print(encode(Error(str(e))), flush=True)
         return 1
     last = results[-1]
     if last.status != "SUCCEEDED":
-        print(format_error(f"{last.name} {last.status.lower()}: {last.error}"), flush=True)
+        print(encode(Error(f"{last.name} {last.status.lower()}: {last.error}")), flush=True)
         return 1
-    print(f"done {spec.name}: outputs in {spec.job_dir}", flush=True)
+    print(encode(Done(spec.name, spec.job_dir)), flush=True)
     return 0
 
 

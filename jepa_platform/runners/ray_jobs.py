@@ -43,17 +43,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from jepa_platform.errors import ConfigError, JepaError, JobDetached
+from jepa_platform.runners.events import Done, Error, EventReader, Row, Stage, encode
 from jepa_platform.runners.jobstore import TERMINAL, JobNotFound, JobRecord, JobStore
 from jepa_platform.runners.local import RunResult
 from jepa_platform.spec import JobSpec
-from jepa_platform.train.metrics import (
-    format_error,
-    format_row,
-    format_stage_event,
-    last_error,
-    parse_row,
-    parse_stage_event,
-)
 
 ADDRESS_ENV = "JEPA_RAY_ADDRESS"
 TOKEN_ENV = "JEPA_RAY_TOKEN"
@@ -350,7 +343,7 @@ class RayJobsRunner:
         status = STATUSES.get(str(info.status), str(info.status))
         message = (info.message or "").strip()
         if status == "FAILED":  # Ray's message quotes the log's tail; our own error line says it in one
-            message = last_error(self.text(submission_id)) or (message.splitlines() or [""])[0]
+            message = read_events(self.text(submission_id)).last_error or (message.splitlines() or [""])[0]
         return RayJobState(status, message)
 
     def text(self, submission_id: str) -> str:
@@ -405,13 +398,14 @@ class RayJobsRunner:
     def submit(self, spec: JobSpec, on_row: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
         """The runner contract (`run_stages`): runs one stage as one Ray job, to its end."""
         rows: list[dict[str, Any]] = []
+        reader = EventReader()
 
         def on_line(line: str) -> None:
-            row = parse_row(line)
-            if row:
-                rows.append(row)
+            event = reader.feed(line)
+            if isinstance(event, Row):
+                rows.append(event.values)
                 if on_row:
-                    on_row(row)
+                    on_row(event.values)
 
         state = self.follow(self.launch(spec), on_line)
         return RunResult(spec.name, spec.job_dir, state.status, rows[-1]["step"] if rows else 0,
@@ -443,27 +437,23 @@ class RayJobsRunner:
         if not wait:
             return record
         stages = {s.name: s for s in spec.pipeline()}
-        step = record.step
+        reader = EventReader(last_step=record.step)
 
         with store.log_path(record.id).open("a") as log:
             def on_line(line: str) -> None:
-                nonlocal step
                 log.write(line)
                 log.flush()
-                row = parse_row(line)
-                if row:
-                    step = row["step"]
-                    if on_row:
-                        on_row(row)
-                event = parse_stage_event(line)
-                if event and on_stage and event[0] in stages:
-                    on_stage(stages[event[0]], *event[1:])
+                event = reader.feed(line)
+                if isinstance(event, Row) and on_row:
+                    on_row(event.values)
+                elif isinstance(event, Stage) and on_stage and event.name in stages:
+                    on_stage(stages[event.name], event.event, event.step)
 
             try:
                 state = self.follow(sid, on_line)
             except KeyboardInterrupt:
                 raise JobDetached(record.id, f"Ray job {sid} on {self.address}") from None
-        return store.update(record.id, status=state.status, step=step,
+        return store.update(record.id, status=state.status, step=reader.last_step,
                             error=state.message if state.status == "FAILED" else None)
 
 
@@ -545,6 +535,14 @@ def sync_iter(agen: AsyncIterator[str]) -> Iterator[str]:
         loop.close()
 
 
+def read_events(text: str) -> EventReader:
+    """A reader that has read a whole log: its last step and last error."""
+    reader = EventReader()
+    for line in text.splitlines():
+        reader.feed(line)
+    return reader
+
+
 # -- records of the job store (what `jepa status/logs/cancel/list` call for target ray) -----------------
 def record_runner(record: JobRecord) -> RayJobsRunner:
     if not record.remote_id:
@@ -560,12 +558,12 @@ def refresh_record(record: JobRecord, store: JobStore, strict: bool = False) -> 
     try:
         runner = record_runner(record)
         state = runner.status(record.remote_id)
-        rows = [r for r in map(parse_row, runner.text(record.remote_id).splitlines()) if r]
+        step = read_events(runner.text(record.remote_id)).last_step
     except JepaError:
         if strict:
             raise
         return record
-    return store.update(record.id, status=state.status, step=rows[-1]["step"] if rows else record.step,
+    return store.update(record.id, status=state.status, step=step if step is not None else record.step,
                         error=state.message if state.status == "FAILED" else None)
 
 
@@ -595,7 +593,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def on_stage(s: JobSpec, event: str, step: int | None) -> None:
-        print(format_stage_event(s.name, event, step), flush=True)
+        print(encode(Stage(s.name, event, step)), flush=True)
 
     if SPEC_ENV not in os.environ:
         print(f"error: ${SPEC_ENV} is not set; this entrypoint runs jobs submitted by `jepa submit --target ray`")
@@ -604,14 +602,16 @@ def main(argv: list[str] | None = None) -> int:
         raw = json.loads(os.environ[SPEC_ENV])
         spec = validate_spec(raw, source=f"job {raw.get('name')}")
         runner = registry("runners").get("local").build({})
-        results = run_stages(spec, runner, stage=args.stage, on_row=lambda row: print(format_row(row), flush=True),
+        results = run_stages(spec, runner, stage=args.stage, on_row=lambda row: print(encode(Row(row)), flush=True),
                              on_stage=on_stage)
     except JepaError as e:
-        print(format_error(str(e)), flush=True)
+        print(encode(Error(str(e))), flush=True)
         return 1
     last = results[-1]
     if last.error:
-        print(format_error(last.error), flush=True)
+        print(encode(Error(last.error)), flush=True)
+    if last.status == "SUCCEEDED":
+        print(encode(Done(spec.name, spec.job_dir)), flush=True)
     return 0 if last.status == "SUCCEEDED" else 1
 
 

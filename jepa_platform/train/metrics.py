@@ -137,43 +137,6 @@ def parse_stage_event(line: str) -> tuple[str, str, int | None] | None:
     return match["name"], match["event"], int(match["step"]) if match["step"] else None
 
 
-ERROR = "error: "
-
-
-def format_error(message: str) -> str:
-    """Log lines of an error: each line of a multi-line message starts with `error: `, so a follower that
-    reads the log line by line gets the message whole (`ErrorReader`), never only its first line."""
-    return "\n".join(ERROR + line for line in (str(message).splitlines() or [""]))
-
-
-class ErrorReader:
-    """The last error of a log fed line by line: its last run of consecutive `error: ` lines."""
-
-    def __init__(self):
-        self.lines: list[str] = []
-        self.open = False
-
-    def feed(self, line: str) -> None:
-        if not line.startswith(ERROR):
-            self.open = False
-            return
-        if not self.open:
-            self.lines = []
-        self.lines.append(line[len(ERROR):].rstrip())
-        self.open = True
-
-    @property
-    def message(self) -> str | None:
-        return "\n".join(self.lines).strip() or None
-
-
-def last_error(log: str) -> str | None:
-    reader = ErrorReader()
-    for line in log.splitlines():
-        reader.feed(line)
-    return reader.message
-
-
 def parse_row(line: str) -> dict[str, Any] | None:
     """A metrics row back from its `format_row` line (fields in any order); None for any other line."""
     fields = line.split()

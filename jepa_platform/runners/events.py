@@ -1,0 +1,132 @@
+"""One channel for what a running job says: typed events, one serialisation, one reader.
+
+Drivers (the stage driver here, a detached job, the in-cluster entrypoints) write each event as one log
+line, `jepa-event {"v": 1, "type": ..., ...}`. Every follower (the terminal, `jepa logs`, the job store's
+log, the Ray and Kubernetes log followers) reads lines with `EventReader`; lines that are not events (a
+library's output, Ray's own log) pass through as text. The text lines of drivers before this channel
+(`step=10 loss=...`, `stage NAME: EVENT`, `error: ...`) are still read. An event of a newer version or
+an unknown type, or a torn line, is skipped with a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from jepa_platform.train.metrics import format_row, format_stage_event, parse_row, parse_stage_event
+
+VERSION = 1
+PREFIX = "jepa-event "
+LEGACY_ERROR = "error: "
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Row:
+    """A metrics row: `step` and named numbers."""
+
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A pipeline stage `starting`, `resuming` (at a step) or `skipped`."""
+
+    name: str
+    event: str
+    step: int | None = None
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A warning the job wants its follower to see."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class Error:
+    """What ended the job, whole (a multi-line message stays one event)."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class Done:
+    name: str
+    job_dir: str
+
+
+Event = Row | Stage | Notice | Error | Done
+TYPES: dict[str, type] = {"row": Row, "stage": Stage, "warning": Notice, "error": Error, "done": Done}
+NAMES = {cls: name for name, cls in TYPES.items()}
+
+
+def encode(event: Event) -> str:
+    """The event as one log line."""
+    return PREFIX + json.dumps({"v": VERSION, "type": NAMES[type(event)], **asdict(event)}, default=str)
+
+
+def render(event: Event) -> str:
+    """The event as people read it (the terminal, `jepa logs`)."""
+    if isinstance(event, Row):
+        return format_row(event.values)
+    if isinstance(event, Stage):
+        return format_stage_event(event.name, event.event, event.step)
+    if isinstance(event, Done):
+        return f"done {event.name}: outputs in {event.job_dir}"
+    prefix = "warning" if isinstance(event, Notice) else "error"
+    return "\n".join(f"{prefix}: {line}" for line in event.message.splitlines() or [""])
+
+
+@dataclass
+class EventReader:
+    """Reads a log line by line: `feed` gives the line's event, or None for plain text; the reader keeps
+    the last step and the last error seen."""
+
+    last_step: int | None = None
+    last_error: str | None = None
+    skipped: int = 0
+    _legacy_error: list[str] = field(default_factory=list)
+    _in_legacy_error: bool = False
+
+    def feed(self, line: str) -> Event | None:
+        line = line.rstrip("\n")
+        event = self._decode(line)
+        if isinstance(event, Row) and isinstance(event.values.get("step"), int):
+            self.last_step = event.values["step"]
+        elif isinstance(event, Error):
+            self.last_error = event.message
+        return event
+
+    def _decode(self, line: str) -> Event | None:
+        if line.startswith(PREFIX):
+            self._in_legacy_error = False
+            return self._event(line[len(PREFIX):])
+        if line.startswith(LEGACY_ERROR):  # an older driver: one `error: ` line per line of the message
+            if not self._in_legacy_error:
+                self._legacy_error = []
+            self._legacy_error.append(line[len(LEGACY_ERROR):].rstrip())
+            self._in_legacy_error = True
+            return Error("\n".join(self._legacy_error).strip())
+        self._in_legacy_error = False
+        row = parse_row(line)
+        if row is not None:
+            return Row(row)
+        stage = parse_stage_event(line)
+        return Stage(*stage) if stage else None
+
+    def _event(self, text: str) -> Event | None:
+        try:
+            data = json.loads(text)
+            kind = TYPES.get(data.pop("type", None))
+            version = data.pop("v", None)
+            if kind is None or not isinstance(version, int) or version > VERSION:
+                raise ValueError(f"an event this version cannot read (v{version})")
+            return kind(**data)
+        except (ValueError, TypeError, AttributeError) as e:  # torn, newer, or from another program
+            self.skipped += 1
+            log.warning("skipped a job event that could not be read (%s): %s", e, text[:120])
+            return None
