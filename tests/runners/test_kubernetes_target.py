@@ -49,7 +49,7 @@ from jepa_platform.runners.profiles import PROFILES_ENV, load_profiles
 from jepa_platform.spec import validate_spec
 from jepa_platform.train.resume import ResumeCheck
 
-CRDS = Path(__file__).resolve().parents[2] / "shared" / "kuberay-crds"
+CRDS = Path(__file__).resolve().parents[3] / "shared" / "kuberay-crds"
 KUBE_VERSION = kubernetes_validate.utils.latest_version()
 
 PROFILES = {
