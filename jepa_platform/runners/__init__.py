@@ -19,6 +19,7 @@ __all__ = [
     "target_params",
 ]
 
+
 def resolve_target(spec: JobSpec, target: str | None) -> str:
     """The runner kind: `target` (a --target option) when given, else the spec's."""
     return TARGET_ALIASES.get(target, target) if target else spec.target.kind
