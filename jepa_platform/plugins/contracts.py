@@ -14,16 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
+import torch.nn as nn
 from torch import Tensor
 
-if TYPE_CHECKING:  # types only: the plugin mechanism imports neither the spec nor the runners
-    import torch.nn as nn
-
-    from jepa_platform.runners.local import RunResult
-    from jepa_platform.spec import JobSpec
+# The job spec and a stage's result are the spec's and the runners' types; the plugin mechanism imports
+# neither (they import it), so here they are named, not imported.
+JobSpec = Any  # jepa_platform.spec.JobSpec
+RunResult = Any  # jepa_platform.runners.stages.RunResult
 
 Grid = tuple[int, int, int]  # tokens along time, height, width
 
