@@ -92,6 +92,14 @@ class EventReader:
     _legacy_error: list[str] = field(default_factory=list)
     _in_legacy_error: bool = False
 
+    @classmethod
+    def read(cls, text: str) -> EventReader:
+        """A reader that has read a whole log (for its last step and last error)."""
+        reader = cls()
+        for line in text.splitlines():
+            reader.feed(line)
+        return reader
+
     def feed(self, line: str) -> Event | None:
         line = line.rstrip("\n")
         event = self._decode(line)

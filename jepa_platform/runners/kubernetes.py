@@ -499,10 +499,7 @@ class KubernetesRunner:
                 if e.status == 400:  # still starting
                     return None
                 raise
-        reader = EventReader()
-        for line in (text or "").splitlines():
-            reader.feed(line)
-        return reader.last_step
+        return EventReader.read(text or "").last_step
 
     def follow(
         self,

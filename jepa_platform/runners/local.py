@@ -141,7 +141,7 @@ def worker_error_message(exc: BaseException) -> str:
             inner = getattr(e, attr, None)
             if isinstance(inner, BaseException):
                 stack.append(inner)
-        stack.extend(getattr(e, "worker_failures", None) and e.worker_failures.values() or [])
+        stack.extend((getattr(e, "worker_failures", None) or {}).values())  # Ray Train: each worker's error
     text = str(exc).strip().splitlines()
     for marker in ("TrainingError", "DataError", "ConfigError"):
         for i, line in enumerate(text):

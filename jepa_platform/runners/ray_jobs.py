@@ -343,7 +343,7 @@ class RayJobsRunner:
         status = STATUSES.get(str(info.status), str(info.status))
         message = (info.message or "").strip()
         if status == "FAILED":  # Ray's message quotes the log's tail; our own error line says it in one
-            message = read_events(self.text(submission_id)).last_error or (message.splitlines() or [""])[0]
+            message = EventReader.read(self.text(submission_id)).last_error or (message.splitlines() or [""])[0]
         return RayJobState(status, message)
 
     def text(self, submission_id: str) -> str:
@@ -535,14 +535,6 @@ def sync_iter(agen: AsyncIterator[str]) -> Iterator[str]:
         loop.close()
 
 
-def read_events(text: str) -> EventReader:
-    """A reader that has read a whole log: its last step and last error."""
-    reader = EventReader()
-    for line in text.splitlines():
-        reader.feed(line)
-    return reader
-
-
 # -- records of the job store (what `jepa status/logs/cancel/list` call for target ray) -----------------
 def record_runner(record: JobRecord) -> RayJobsRunner:
     if not record.remote_id:
@@ -558,7 +550,7 @@ def refresh_record(record: JobRecord, store: JobStore, strict: bool = False) -> 
     try:
         runner = record_runner(record)
         state = runner.status(record.remote_id)
-        step = read_events(runner.text(record.remote_id)).last_step
+        step = EventReader.read(runner.text(record.remote_id)).last_step
     except JepaError:
         if strict:
             raise

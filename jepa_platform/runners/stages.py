@@ -11,7 +11,7 @@ import fsspec
 
 from jepa_platform.errors import ConfigError
 from jepa_platform.spec import JobSpec
-from jepa_platform.train.checkpoint import CheckpointStore, join
+from jepa_platform.train.checkpoint import CheckpointStore, join, step_of
 from jepa_platform.train.layout import CHECKPOINTS
 from jepa_platform.train.resume import check_stages
 
@@ -50,7 +50,7 @@ def latest_step(spec: JobSpec) -> tuple[int | None, str | None]:
     url = store.latest()
     if url is None:
         return None, None
-    return int(url.rstrip("/").rsplit("_", 1)[-1]), url
+    return step_of(url), url
 
 
 StageEvent = Callable[[JobSpec, str, "int | None"], None]

@@ -69,11 +69,9 @@ def load_encoder_state(url: str, key: str = "auto") -> dict[str, Tensor]:
 def read_checkpoint(url: str) -> tuple[Any, str]:
     """(the loaded object, the URL of the file it came from). Folders are resolved to their state file."""
     try:
-        fs, path = fsspec.core.url_to_fs(url)
-        if fs.isdir(path):
-            return load_platform_folder(url, fs, path)
-        with fsspec.open(url, "rb") as f:
-            return torch.load(f, map_location="cpu", weights_only=True), url
+        file = checkpoint_file(url)
+        with fsspec.open(file, "rb") as f:
+            return torch.load(f, map_location="cpu", weights_only=True), file
     except JepaError as e:
         raise ConfigError(str(e)) from None
     except FileNotFoundError:
@@ -83,15 +81,19 @@ def read_checkpoint(url: str) -> tuple[Any, str]:
         raise ConfigError(f"checkpoint {url} could not be read as a PyTorch weights file: {reason}") from None
 
 
-def load_platform_folder(url: str, fs, path: str) -> tuple[Any, str]:
-    """A `checkpoints` folder (follows `latest`), a job folder holding one, or a `step_N` folder."""
+def checkpoint_file(url: str) -> str:
+    """The file `read_checkpoint` reads for `url`: a file as it is; a `checkpoints` folder's newest complete
+    state file (following `latest`), a job folder's, or a `step_N` folder's `state.pt`."""
+    fs, path = fsspec.core.url_to_fs(url)
+    if not fs.isdir(path):
+        return url
     for root, root_path in ((url, path), (join(url, CHECKPOINTS), posixpath.join(path, CHECKPOINTS))):
         if fs.exists(posixpath.join(root_path, LATEST)):
-            store = CheckpointStore(root)
-            step = store.latest()
-            return store.load(step), join(step, STATE)
+            folder = CheckpointStore(root).latest()
+            if folder:
+                return join(folder, STATE)
     if fs.exists(posixpath.join(path, STATE)):
-        return CheckpointStore(url).load(url), join(url, STATE)
+        return join(url, STATE)
     raise ConfigError(
         f"checkpoint {url}: the folder holds no checkpoint (expected a '{LATEST}' pointer, "
         f"a '{CHECKPOINTS}/{LATEST}' pointer or a '{STATE}' file)"

@@ -49,6 +49,13 @@ def write_bytes_atomic(url: str, data: bytes) -> None:
 STATE = "state.pt"
 
 
+def step_of(url: str) -> int | None:
+    """The step of a `step_N` folder, or of the state file in one; None for any other path."""
+    parts = url.rstrip("/").split("/")
+    name = parts[-2] if parts[-1] == STATE and len(parts) > 1 else parts[-1]
+    return int(name[5:]) if name.startswith("step_") and name[5:].isdigit() else None
+
+
 class CheckpointStore:
     """Checkpoints as `{root}/step_{n:08d}/state.pt` plus a `latest` pointer; keeps the newest `keep`.
 

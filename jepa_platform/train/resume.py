@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +18,8 @@ import yaml
 
 from jepa_platform.errors import ConfigError, TrainingError
 from jepa_platform.spec import JobSpec
-from jepa_platform.train.checkpoint import LATEST, STATE, CheckpointStore, join, write_bytes_atomic
+from jepa_platform.teachers.encoder_checkpoints import checkpoint_file
+from jepa_platform.train.checkpoint import CheckpointStore, join, step_of, write_bytes_atomic
 from jepa_platform.train.config import OptimConfig
 from jepa_platform.train.layout import CHECKPOINTS, METRICS_FILE, SPEC_FILE, TEACHER_PIN
 from jepa_platform.train.metrics import parse_lines
@@ -133,10 +133,10 @@ def check_resume(spec: JobSpec, *, tolerate_unreachable: bool = False, where: st
         return check
     if latest is None:
         return check
-    check.step = int(latest.rstrip("/").rsplit("_", 1)[-1])
+    check.step = step_of(latest)
     check.notes += torn_metrics_notes(spec.job_dir)
     try:
-        moved = teacher_moved(spec, with_hash=False, where=where)
+        moved = teacher_moved(spec, where=where)
     except Exception as e:  # noqa: BLE001 - the teacher's store out of reach: the worker checks again
         if not tolerate_unreachable:
             raise
@@ -199,20 +199,12 @@ def schedule_note(old: OptimConfig, new: OptimConfig, step: int, momentum: bool 
 
 def teacher_file(spec: JobSpec) -> tuple[str, int | None] | None:
     """(state file URL, step) that a checkpoint-loading teacher (`teacher.params.checkpoint`) reads now,
-    following `latest` pointers as the loader does; None for a teacher without a checkpoint."""
+    resolved as its loader resolves it; None for a teacher without a checkpoint."""
     source = spec.teacher.params.get("checkpoint")
     if not isinstance(source, str):
         return None
-    fs, path = fsspec.core.url_to_fs(source)
-    for root, root_path in ((source, path), (join(source, CHECKPOINTS), posixpath.join(path, CHECKPOINTS))):
-        if fs.exists(posixpath.join(root_path, LATEST)):
-            folder = CheckpointStore(root).latest()
-            if folder:
-                return join(folder, STATE), int(folder.rsplit("_", 1)[-1])
-    if fs.exists(posixpath.join(path, STATE)):
-        source, path = join(source, STATE), posixpath.join(path, STATE)
-    step = posixpath.basename(posixpath.dirname(path))
-    return source, int(step[5:]) if step.startswith("step_") and step[5:].isdigit() else None
+    file = checkpoint_file(source)
+    return file, step_of(file)
 
 
 def sha256(url: str) -> str:
@@ -228,40 +220,37 @@ def read_pin(spec: JobSpec) -> dict[str, Any] | None:
     return json.loads(fs.cat_file(path)) if fs.exists(path) else None
 
 
-def teacher_moved(spec: JobSpec, *, with_hash: bool, where: str = "") -> str | None:
-    """Why resuming would change the teacher's weights under the student, or None. Without `with_hash`
-    only the file and step are compared (cheap, for the client); with it, the content too (the worker)."""
+def teacher_moved(spec: JobSpec, *, where: str = "") -> str | None:
+    """Why resuming would change the teacher's weights under the student, or None. Compares the file the
+    teacher reads now with the pinned one (cheap, for the client); `pin_teacher` compares content too."""
     pin = read_pin(spec)
-    if pin is None or spec.teacher.params.get("follow_checkpoint"):
+    current = teacher_file(spec) if pin is not None and not spec.teacher.params.get("follow_checkpoint") else None
+    if current is None or current[0] == pin["checkpoint"]:
         return None
-    current = teacher_file(spec)
-    if current is None:
-        return None
-    url, step = current
-    if url == pin["checkpoint"] and not (with_hash and sha256(url) != pin["sha256"]):
-        return None
+    return moved_message(pin, *current, where=where, fix="set")
+
+
+def moved_message(pin: dict[str, Any], url: str, step: int | None, *, where: str = "", fix: str) -> str:
     what = f"moved on to step {step} ({url})" if url != pin["checkpoint"] else "been rewritten (other content)"
     return (
         f"{where}teacher.params.checkpoint: this run started with the teacher at step {pin['step']} "
         f"({pin['checkpoint']}, sha256 {pin['sha256'][:12]}); that checkpoint has {what}. Resuming would change "
-        f"the targets mid-run: set {where}teacher.params.follow_checkpoint=true to continue with the new teacher"
+        f"the targets mid-run: {fix} {where}teacher.params.follow_checkpoint=true to continue with the new teacher"
     )
 
 
 def pin_teacher(spec: JobSpec, resumed: bool) -> None:
-    """Records (a fresh run) or checks (a resumed one) the teacher file the student learns from; called by
-    the job on rank 0 before it trains. Raises when the teacher moved and the user did not accept it."""
+    """Records (a fresh run) or checks (a resumed one) the teacher file the student learns from, by file,
+    step and content; called by the job on rank 0 before it trains. Raises when the teacher moved and the
+    user did not accept it (`follow_checkpoint`), which then re-pins."""
     current = teacher_file(spec)
     if current is None:
         return
-    pin = read_pin(spec)
-    if resumed and pin is not None:
-        moved = teacher_moved(spec, with_hash=True)
-        if moved:
-            raise TrainingError(moved.replace("set teacher.params", "submit with teacher.params", 1))
-        if not spec.teacher.params.get("follow_checkpoint"):
-            return
     url, step = current
     pinned = {"checkpoint": url, "step": step, "sha256": sha256(url)}
+    pin = read_pin(spec)
+    if resumed and pin is not None and not spec.teacher.params.get("follow_checkpoint") and (
+            (pin["checkpoint"], pin["sha256"]) != (url, pinned["sha256"])):
+        raise TrainingError(moved_message(pin, url, step, fix="submit with"))
     if pin != pinned:
         write_bytes_atomic(join(spec.job_dir, TEACHER_PIN), json.dumps(pinned, indent=1).encode())
