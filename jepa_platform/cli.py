@@ -68,21 +68,25 @@ def load(spec: Path, overrides: list[str] | None):
 
 def check_resumes(job, stages, show: bool = True) -> dict[str, int | None]:
     """Refuses (exit 2) a spec that would resume into a different run; says what allowed changes do.
-    Returns each stage's resume step."""
+    Returns each stage's resume step. (A real submission checks inside `runners.submit`, `on_check`.)"""
     from jepa_platform.train.resume import check_stages
 
     checks = check_stages(job, stages, tolerate_unreachable=True)
     for c in checks:
         c.raise_if_refused()
     for s, c in zip(stages, checks, strict=True):
-        if not show:
-            continue
-        if c.unread:
-            err.print(f"[yellow]note:[/] {s.name}: could not read {s.job_dir} from here ({c.unread}); the job "
-                      f"checks it again where it runs", highlight=False, soft_wrap=True)
-        for note in c.notes:
-            err.print(f"[yellow]note:[/] {s.name}: {note}", highlight=False, soft_wrap=True)
+        if show:
+            show_check(s, c)
     return {s.name: c.step for s, c in zip(stages, checks, strict=True)}
+
+
+def show_check(stage, check) -> None:
+    """The notes of a stage's resume check: allowed changes and what they do, or a store out of reach."""
+    if check.unread:
+        err.print(f"[yellow]note:[/] {stage.name}: could not read {stage.job_dir} from here ({check.unread}); the "
+                  f"job checks it again where it runs", highlight=False, soft_wrap=True)
+    for note in check.notes:
+        err.print(f"[yellow]note:[/] {stage.name}: {note}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -116,12 +120,13 @@ def submit(
     job = load(spec, overrides)
     tgt = resolve_target(job, target)
     stages = select_stages(job, stage)
-    resume_from = check_resumes(job, stages, show=not as_json)
     params = {k: v for k, v in {"address": address, "working_dir": str(working_dir) if working_dir else None,
                                 "plugins": plugin}.items() if v}
     runner = runner_for(tgt, target_params(job, tgt, params))
     if server_dry_run and not isinstance(runner, Renders):
         raise ConfigError(f"--server-dry-run: target {tgt} has no API server to ask (kubernetes has)")
+    if dry_run or server_dry_run:  # a real submission checks inside `submit_job` (on_check)
+        resume_from = check_resumes(job, stages, show=not as_json)
     if (dry_run or server_dry_run) and isinstance(runner, Renders):
         manifest, what = runner.render(job, stage=stage, server=server_dry_run)
         if server_dry_run and not as_json:
@@ -134,7 +139,7 @@ def submit(
         record = submit_job(job, target=tgt, stage=stage, wait=wait, on_row=progress.on_row,
                             on_stage=progress.on_stage if show else None,
                             on_line=(lambda line: out.print(line, highlight=False, markup=False)) if show else None,
-                            params=params)
+                            on_check=None if as_json else show_check, params=params)
     if as_json:
         emit_json(record.__dict__ | {"spec": None})
     elif not wait:

@@ -11,7 +11,7 @@ from jepa_platform.runners.host import HostJobs, finish, pid_alive, session_memb
 from jepa_platform.runners.jobstore import JobRecord, JobStore
 from jepa_platform.runners.stages import StageEvent, run_stages, select_stages
 from jepa_platform.spec import TARGET_ALIASES, JobSpec
-from jepa_platform.train.resume import check_stages
+from jepa_platform.train.resume import ResumeCheck, check_stages
 
 __all__ = [
     "TARGET_ALIASES", "StageEvent", "cancel", "finish", "pid_alive", "read_log", "refresh", "resolve_target",
@@ -48,19 +48,23 @@ def submit(
     on_line: Callable[[str], None] | None = None,
     store: JobStore | None = None,
     params: dict[str, Any] | None = None,
+    on_check: Callable[[JobSpec, ResumeCheck], None] | None = None,
 ) -> JobRecord:
     """Run (or, with wait=False, start) the job on its target's runner; returns its record, final when
     waited for. `params` are the runner's own (e.g. the ray runner's address, working_dir, plugins).
 
     On a cluster target one cluster job runs every stage, resuming; `on_line` gets the log lines that are
-    not metrics rows."""
+    not metrics rows. Each stage is first checked against the run in its folder (refused, or handed to
+    `on_check` with its notes)."""
     store = store or JobStore()
     target = resolve_target(spec, target)
     runner = runner_for(target, target_params(spec, target, params))
     stages = select_stages(spec, stage)
     remote = not isinstance(runner, HostJobs)  # a cluster's store may be out of reach from here
-    for check in check_stages(spec, stages, tolerate_unreachable=remote):  # the driver there checks again
-        check.raise_if_refused()
+    for s, check in zip(stages, check_stages(spec, stages, tolerate_unreachable=remote), strict=True):
+        check.raise_if_refused()  # (a remote driver checks again where it runs)
+        if on_check:
+            on_check(s, check)
     if isinstance(runner, Prepares):  # e.g. a cluster's address, reachability and token
         runner.prepare(spec)
     record = store.save(

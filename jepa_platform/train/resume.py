@@ -128,7 +128,7 @@ def check_resume(spec: JobSpec, *, tolerate_unreachable: bool = False, where: st
         before = previous_spec(spec.job_dir) if latest else None
     except Exception as e:  # noqa: BLE001 - any filesystem's failure to reach the store
         if not tolerate_unreachable:
-            raise
+            raise ConfigError(f"{spec.job_dir}: the job folder cannot be read ({type(e).__name__}: {e})") from None
         check.unread = f"{type(e).__name__}: {e}"
         return check
     if latest is None:
