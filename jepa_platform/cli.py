@@ -283,6 +283,14 @@ def plugins(
     out.print(table)
 
 
+def param_default(field: Any) -> Any:
+    """A param's default as a user would write it; `(required)` where there is none."""
+    if field.is_required():
+        return "(required)"
+    value = field.get_default(call_default_factory=True)
+    return value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+
+
 @app.command()
 @user_errors
 def components(
@@ -299,7 +307,7 @@ def components(
     rows = []
     for fam in [family] if family else FAMILIES:
         for c in regs[fam]:
-            params = {n: f.default for n, f in c.config.model_fields.items()}
+            params = {n: param_default(f) for n, f in c.config.model_fields.items()}
             rows.append({"family": fam, "name": c.name, "provider": c.provider, "params": params,
                          "description": c.description})
     if as_json:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import fsspec
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from jepa_platform.errors import ConfigError, JepaError
 from jepa_platform.eval.settings import ProbeSettings
@@ -80,124 +80,6 @@ class StorageSpec(Strict):
     _absolute = field_validator("output")(classmethod(lambda cls, v: absolute_local(v)))
 
 
-# -- settings: the `kubernetes:` section of a job spec --------------------------------------------------
-# Self-contained (pydantic, re and the kubernetes client's quantity parser only), so that spec.py can hold
-# it: spec.py cannot import from jepa_platform.runners, whose package imports spec.py.
-GCS_KEY_DIR = "/var/secrets/gcs"
-CREDENTIAL_NAME = re.compile(r"SECRET|PASSWORD|TOKEN|PRIVATE_KEY|ACCESS_KEY|CREDENTIALS", re.IGNORECASE)
-DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-DNS1123_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def secret_ref(v: str) -> str:
-    """`secret-name/key`, both parts as Kubernetes requires."""
-    name, sep, key = v.partition("/")
-    if not sep or not DNS1123_SUBDOMAIN.match(name) or not re.match(r"^[-._a-zA-Z0-9]+$", key):
-        raise ValueError(f"expected SECRET/KEY (e.g. gcs-key/key.json), got {v!r}")
-    return v
-
-
-class SecretsSettings(BaseModel):
-    """Credentials for S3/GCS, by reference to Kubernetes Secrets in the job's namespace."""
-
-    model_config = ConfigDict(extra="forbid")
-    env_from: list[str] = Field(
-        default_factory=list,
-        description="Secrets whose every key becomes an env var, e.g. one holding AWS_ACCESS_KEY_ID and "
-        "AWS_SECRET_ACCESS_KEY.",
-    )
-    env: dict[str, str] = Field(default_factory=dict, description="ENV_VAR: SECRET/KEY, one key each.")
-    gcs_key: str | None = Field(
-        None, description="SECRET/KEY of a GCS service-account key file; mounted read-only under "
-        f"{GCS_KEY_DIR} and named by GOOGLE_APPLICATION_CREDENTIALS."
-    )
-
-    @field_validator("env_from")
-    @classmethod
-    def _names(cls, v: list[str]) -> list[str]:
-        for name in v:
-            if not DNS1123_SUBDOMAIN.match(name):
-                raise ValueError(f"{name!r} is not a Secret name (lowercase letters, digits, '-', '.')")
-        return v
-
-    @field_validator("env")
-    @classmethod
-    def _env(cls, v: dict[str, str]) -> dict[str, str]:
-        for name, ref in v.items():
-            if not ENV_NAME.match(name):
-                raise ValueError(f"{name!r} is not an environment variable name")
-            secret_ref(ref)
-        return v
-
-    _gcs = field_validator("gcs_key")(classmethod(lambda cls, v: v if v is None else secret_ref(v)))
-
-
-class KubernetesSettings(BaseModel):
-    """Where and how a job runs on Kubernetes (target `kubernetes`): a KubeRay RayJob in one namespace."""
-
-    model_config = ConfigDict(extra="forbid")
-    namespace: str | None = Field(None, description="Default: the kubeconfig context's namespace, else 'default'.")
-    context: str | None = Field(None, description="kubeconfig context; default: the current one.")
-    image: str | None = Field(None, description="Container image with jepa-platform installed (required).")
-    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
-    image_pull_secrets: list[str] = Field(default_factory=list)
-    service_account: str | None = Field(None, description="Service account of the Ray pods (e.g. for workload "
-                                        "identity); default: the namespace's default.")
-    profile: str | None = Field(
-        None, description="Accelerator profile (node pool) of the workers; default: resources.accelerator_type "
-        "when it names a profile, else 'cpu' for CPU-only jobs."
-    )
-    profiles_file: str | None = Field(None, description="Extra accelerator profiles (YAML), added to the defaults.")
-    secrets: SecretsSettings = Field(default_factory=SecretsSettings)
-    env: dict[str, str] = Field(
-        default_factory=dict, description="Plain, non-secret env vars (e.g. AWS_REGION, AWS_ENDPOINT_URL); "
-        "credentials belong in `secrets`."
-    )
-    head_cpu: str | int | float = Field(4, description="CPU of the Ray head pod (it runs no training worker).")
-    head_memory: str = "16Gi"
-    head_node_selector: dict[str, str] = Field(default_factory=dict)
-    shm_size: str | None = Field(None, description="/dev/shm size per pod; default: a quarter of its memory.")
-    ttl_seconds_after_finished: int = Field(3600, ge=0, description="Keep the finished cluster this long.")
-    backoff_limit: int = Field(0, ge=0, description="RayJob retries (each on a new cluster; they resume).")
-    active_deadline_seconds: int | None = Field(None, ge=1)
-    submission_mode: Literal["K8sJobMode", "HTTPMode"] = "K8sJobMode"
-    priority_class: str | None = None
-    labels: dict[str, str] = Field(default_factory=dict, description="Extra labels on the RayJob and its pods.")
-    annotations: dict[str, str] = Field(default_factory=dict, description="Extra annotations on the RayJob.")
-
-    @field_validator("namespace")
-    @classmethod
-    def _namespace(cls, v: str | None) -> str | None:
-        if v is not None and not DNS1123_LABEL.match(v):
-            raise ValueError("must be a DNS-1123 label: 1-63 lowercase letters, digits or '-'")
-        return v
-
-    @field_validator("env")
-    @classmethod
-    def _plain_env(cls, v: dict[str, str]) -> dict[str, str]:
-        for name in v:
-            if not ENV_NAME.match(name):
-                raise ValueError(f"{name!r} is not an environment variable name")
-            if CREDENTIAL_NAME.search(name):
-                raise ValueError(f"{name} looks like a credential: reference a Secret in kubernetes.secrets "
-                                 "instead of writing its value into the spec")
-        return v
-
-    @field_validator("head_cpu", "head_memory", "shm_size")
-    @classmethod
-    def _quantity(cls, v: Any) -> Any:
-        from kubernetes.utils import parse_quantity as quantity
-
-        if v is not None:
-            try:
-                if quantity(v) <= 0:
-                    raise ValueError
-            except (ValueError, TypeError, ArithmeticError):
-                raise ValueError(f"{v!r} is not a positive Kubernetes quantity (e.g. 8, 500m, 64Gi)") from None
-        return v
-
-
 class ClusterSpec(Strict):
     address: str | None = Field(
         None, description="Target ray: the Ray dashboard's address, e.g. http://HOST:8265 (--address overrides it; "
@@ -234,9 +116,10 @@ class JobSpec(Strict):
     )
     cluster: ClusterSpec = ClusterSpec()
     probe: ProbeSpec | None = Field(None, description="Makes this job (stage) a frozen evaluation; see `jepa probe`.")
-    kubernetes: KubernetesSettings | None = Field(
-        None, description="Target kubernetes: namespace, image, node pool profile, Secrets for storage "
-        "credentials, RayJob lifetimes (see `jepa schema`)."
+    kubernetes: dict[str, Any] | None = Field(
+        None, description="Params of runner kubernetes, used whenever the job runs there (also with --target k8s): "
+        "namespace, image, node pool profile, Secrets for storage credentials, RayJob lifetimes (see `jepa "
+        "components runners`); `target.params` win over it."
     )
     stages: list[dict[str, Any]] = Field(
         default_factory=list,
@@ -259,6 +142,19 @@ class JobSpec(Strict):
             v = {"kind": v}
         if isinstance(v, dict) and isinstance(v.get("kind"), str):
             v = {**v, "kind": TARGET_ALIASES.get(v["kind"], v["kind"])}
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kubernetes_section(cls, v: Any) -> Any:
+        """On target kubernetes, the `kubernetes:` section is folded under `target.params` (which win)."""
+        if isinstance(v, dict) and isinstance(v.get("kubernetes"), dict):
+            target = v.get("target")
+            target = {"kind": target} if isinstance(target, str) else target
+            params = target.get("params") or {} if isinstance(target, dict) else None
+            kind = target.get("kind") if isinstance(target, dict) else None
+            if isinstance(params, dict) and isinstance(kind, str) and TARGET_ALIASES.get(kind, kind) == "kubernetes":
+                v = {**v, "target": {**target, "params": deep_merge(v["kubernetes"], params)}}
         return v
 
     @field_validator("masks")
@@ -288,7 +184,17 @@ class JobSpec(Strict):
         out += [(f"masks[{i}]", "maskers", m) for i, m in enumerate(self.masks)]
         out.append(("data", "datasets", ComponentSpec(kind=self.data.dataset, params=self.data.params)))
         out.append(("target", "runners", self.target))
+        if self.kubernetes is not None:  # checked by the kubernetes runner's own params model
+            out.append(("kubernetes", "runners", ComponentSpec(kind="kubernetes", params=self.kubernetes)))
         return out
+
+    def runner_params(self, kind: str) -> dict[str, Any]:
+        """The params for runner `kind`: its section of the spec (`kubernetes:`, ray's `cluster.address`), then
+        `target.params` when the target names it."""
+        sections = {"kubernetes": self.kubernetes or {},
+                    "ray": {"address": self.cluster.address} if self.cluster.address else {}}
+        own = self.target.params if self.target.kind == kind else {}
+        return {**sections.get(kind, {}), **own}
 
     def resolved(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -402,7 +308,7 @@ def validate_one(raw: dict[str, Any], source: str, where: str = "") -> JobSpec:
     problems: list[str] = []
     for path, family, comp in spec.components():
         kind_path = "data.dataset" if family == "datasets" else f"{path}.kind"
-        params_path = "data.params" if family == "datasets" else f"{path}.params"
+        params_path = {"datasets": "data.params"}.get(family, path if path == "kubernetes" else f"{path}.params")
         try:
             component = registry(family).get(comp.kind)
         except PluginError as e:
@@ -415,6 +321,8 @@ def validate_one(raw: dict[str, Any], source: str, where: str = "") -> JobSpec:
             continue
         if family == "datasets":
             spec.data.params = params
+        elif path == "kubernetes":
+            spec.kubernetes = params
         else:
             comp.params = params
     if not problems:

@@ -62,6 +62,11 @@ def test_components_lists_builtins_with_provider_and_defaults():
     assert rows["multiblock"]["params"]["num_blocks"] == 8
     assert {"tube", "random"} <= rows.keys()
     assert runner.invoke(app, ["components", "gadgets"]).exit_code == 2
+    everything = runner.invoke(app, ["components", "--json"])
+    assert "PydanticUndefined" not in everything.stdout  # required params and default factories read plainly
+    rows = {(r["family"], r["name"]): r["params"] for r in json.loads(everything.stdout)}
+    assert rows["teachers", "frozen"]["checkpoint"] == "(required)"
+    assert rows["runners", "kubernetes"]["secrets"] == {"env_from": [], "env": {}, "gcs_key": None}
 
 
 def test_plugins_lists_the_builtin_plugin_and_its_hooks():

@@ -26,9 +26,8 @@ def resolve_target(spec: JobSpec, target: str | None) -> str:
 
 
 def target_params(spec: JobSpec, target: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The runner's params: the spec's `target.params` when it names this runner, then `params` over them."""
-    own = spec.target.params if spec.target.kind == target else {}
-    return {**own, **(params or {})}
+    """The runner's params: the spec's for that runner (`JobSpec.runner_params`), then `params` over them."""
+    return {**spec.runner_params(target), **(params or {})}
 
 
 def runner_for(target: str, params: dict[str, Any] | None = None) -> Any:

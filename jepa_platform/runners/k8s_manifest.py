@@ -31,8 +31,9 @@ import yaml
 
 from jepa_platform import __version__
 from jepa_platform.errors import ConfigError
+from jepa_platform.runners.k8s_settings import GCS_KEY_DIR, KubernetesSettings
 from jepa_platform.runners.profiles import AcceleratorProfile, Toleration, get_profile, parse_quantity
-from jepa_platform.spec import GCS_KEY_DIR, JobSpec, KubernetesSettings
+from jepa_platform.spec import JobSpec
 
 API_VERSION = "ray.io/v1"
 KIND = "RayJob"
@@ -53,12 +54,6 @@ SPEC_ANNOTATION_BUDGET = 200 * 1024  # leaves room for other annotations (ours a
 HEAD_PORTS = (("gcs-server", 6379), ("dashboard", 8265), ("client", 10001))
 
 
-def settings_of(spec: JobSpec) -> KubernetesSettings:
-    """The spec's `kubernetes` section, or the defaults when the spec has none."""
-    return getattr(spec, "kubernetes", None) or KubernetesSettings()
-
-
-# -- names -------------------------------------------------------------------------------------------
 def rayjob_name(job_name: str) -> str:
     """The RayJob's name for a job: the job name when KubeRay takes it as it is, else a stable shortening.
 
@@ -289,10 +284,12 @@ def job_labels(spec: JobSpec, settings: KubernetesSettings) -> dict[str, str]:
     return {**settings.labels, APP_LABEL: APP, MANAGED_BY_LABEL: APP, JOB_LABEL: spec.name}
 
 
-def runtime_spec(spec: JobSpec, profile: AcceleratorProfile) -> dict[str, Any]:
-    """The spec the cluster runs: as resolved, with target kubernetes, less an accelerator_type that only
-    named the profile (the node pool already pins the hardware, and Ray names its GPUs its own way)."""
-    resolved = {**spec.resolved(), "target": {"kind": "kubernetes", "params": {}}}
+def runtime_spec(spec: JobSpec, settings: KubernetesSettings, profile: AcceleratorProfile) -> dict[str, Any]:
+    """The spec the cluster runs: as resolved, with target kubernetes and its settings, less an
+    accelerator_type that only named the profile (the node pool already pins the hardware, and Ray names its
+    GPUs its own way)."""
+    resolved = {**spec.resolved(), "kubernetes": None,
+                "target": {"kind": "kubernetes", "params": settings.model_dump(mode="json")}}
     accel = resolved["resources"].get("accelerator_type")
     if accel and accel.lower() == profile.name:
         resolved["resources"]["accelerator_type"] = None
@@ -301,14 +298,13 @@ def runtime_spec(spec: JobSpec, profile: AcceleratorProfile) -> dict[str, Any]:
 
 def build_rayjob(
     spec: JobSpec,
-    settings: KubernetesSettings | None,
+    settings: KubernetesSettings,
     profiles: dict[str, AcceleratorProfile],
     *,
     stage: str | None = None,
 ) -> dict[str, Any]:
     """The RayJob running `spec` (or one of its stages) on the profile's node pool; ConfigError when the
     spec cannot run there."""
-    settings = settings or settings_of(spec)
     problems = remote_path_problems(spec)
     if not settings.image:
         problems.append("kubernetes.image: the container image with jepa-platform installed is required")
@@ -317,7 +313,7 @@ def build_rayjob(
     profile = choose_profile(spec, settings, profiles)
     plan = plan_workers(spec, profile)
     labels = job_labels(spec, settings)
-    resolved = runtime_spec(spec, profile)
+    resolved = runtime_spec(spec, settings, profile)
     annotations = {**settings.annotations, **spec_annotations(resolved), VERSION_ANNOTATION: __version__}
     size = sum(len(k) + len(v) for k, v in annotations.items())
     if size > ANNOTATIONS_LIMIT:

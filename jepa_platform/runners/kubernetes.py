@@ -33,8 +33,8 @@ from jepa_platform.runners.k8s_manifest import (
     VERSION,
     build_rayjob,
     decode_spec,
-    settings_of,
 )
+from jepa_platform.runners.k8s_settings import KubernetesSettings
 from jepa_platform.runners.profiles import AcceleratorProfile, load_profiles
 
 if TYPE_CHECKING:
@@ -247,6 +247,7 @@ class KubernetesRunner:
     def __init__(
         self,
         *,
+        settings: KubernetesSettings | None = None,
         kubeconfig: str | None = None,
         context: str | None = None,
         profiles: dict[str, AcceleratorProfile] | None = None,
@@ -254,8 +255,9 @@ class KubernetesRunner:
         poll_interval: float = 2.0,
         replace_timeout: float = 300.0,
     ):
+        self.settings = settings or KubernetesSettings()
         self.kubeconfig = kubeconfig
-        self.context = context
+        self.context = context or self.settings.context
         self.profiles = profiles
         self.timeout = timeout
         self.poll_interval = poll_interval
@@ -297,22 +299,16 @@ class KubernetesRunner:
             raise ClusterUnreachable(f"cannot reach the Kubernetes API server at {self.conn.server}: "
                                      f"{reason}") from None
 
-    def profiles_for(self, spec: JobSpec) -> dict[str, AcceleratorProfile]:
+    def profiles_for(self) -> dict[str, AcceleratorProfile]:
         if self.profiles is not None:
             return self.profiles
-        extra = settings_of(spec).profiles_file
+        extra = self.settings.profiles_file
         return load_profiles(extra=[extra] if extra else [])
-
-    def use_context_of(self, spec: JobSpec) -> None:
-        if self.context is None and settings_of(spec).context:
-            self.context = settings_of(spec).context
-            self._conn = None
 
     # -- jobs ---------------------------------------------------------------------------------------
     def manifest(self, spec: JobSpec, *, stage: str | None = None) -> dict[str, Any]:
-        """The RayJob for the spec, namespace filled in (from the spec, else the kubeconfig context)."""
-        self.use_context_of(spec)
-        obj = build_rayjob(spec, settings_of(spec), self.profiles_for(spec), stage=stage)
+        """The RayJob for the spec, namespace filled in (from the settings, else the kubeconfig context)."""
+        obj = build_rayjob(spec, self.settings, self.profiles_for(), stage=stage)
         obj["metadata"].setdefault("namespace", kubeconfig_namespace(self.kubeconfig, self.context))
         return obj
 

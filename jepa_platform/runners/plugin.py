@@ -1,6 +1,7 @@
 """The built-in runners (`local`, `ray`, `kubernetes`): params models, factories and their registration.
 
-Importing this module imports no runner; each factory imports its own when called.
+Importing this module imports no runner (only the kubernetes runner's params model); each factory imports
+its own when called.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from pydantic import Field
 
 from jepa_platform.plugins.hookspecs import hookimpl
 from jepa_platform.plugins.registries import Params
+from jepa_platform.runners.k8s_settings import KubernetesSettings
 
 
 def build_local_runner(params: Params):
@@ -18,16 +20,16 @@ def build_local_runner(params: Params):
     return LocalRunner()
 
 
-def build_kubernetes_runner(params: Params):
+def build_kubernetes_runner(params: KubernetesSettings):
     """A KubeRay RayJob on a Kubernetes cluster (kubeconfig or in-cluster), workers on a profile's node pool."""
     from jepa_platform.runners.kubernetes import KubernetesRunner
 
-    return KubernetesRunner()
+    return KubernetesRunner(settings=params)
 
 
 class RayRunnerParams(Params):
-    address: str | None = Field(None, description="Ray dashboard address, e.g. http://HOST:8265 (default: the "
-                                "spec's cluster.address, else $JEPA_RAY_ADDRESS).")
+    address: str | None = Field(None, description="Ray dashboard address, e.g. http://HOST:8265 (short form: the "
+                                "spec's cluster.address; default: $JEPA_RAY_ADDRESS).")
     working_dir: str | None = Field(None, description="A folder shipped as the job's working directory.")
     plugins: list[str] | None = Field(None, description="Extra pip requirements or local paths to ship; the "
                                       "plugins the spec's components come from are shipped without it.")
@@ -44,4 +46,4 @@ def build_ray_runner(params: RayRunnerParams):
 def jepa_register_runners(register):
     register("ray", build_ray_runner, RayRunnerParams)
     register("local", build_local_runner, Params)
-    register("kubernetes", build_kubernetes_runner, Params)
+    register("kubernetes", build_kubernetes_runner, KubernetesSettings)

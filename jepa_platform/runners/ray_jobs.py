@@ -75,9 +75,10 @@ class RayJob:
 
 
 # -- address and token ----------------------------------------------------------------------------------
-def resolve_address(explicit: str | None = None, spec_address: str | None = None) -> str:
-    """The dashboard URL to use: explicit, else the spec's, else $JEPA_RAY_ADDRESS; `HOST:PORT` gets http://."""
-    address = explicit or spec_address or os.environ.get(ADDRESS_ENV)
+def resolve_address(explicit: str | None = None) -> str:
+    """The dashboard URL to use: explicit (--address, else the spec's), else $JEPA_RAY_ADDRESS; `HOST:PORT`
+    gets http://."""
+    address = explicit or os.environ.get(ADDRESS_ENV)
     if not address:
         raise ConfigError(
             f"target ray needs the cluster's dashboard address: pass --address http://HOST:8265, set "
@@ -215,9 +216,9 @@ def plugin_packages(spec: JobSpec, scratch: Path) -> tuple[list[str], list[str]]
 class RayJobsRunner:
     """Submits, follows and stops jobs on one Ray cluster, through its dashboard's Jobs API."""
 
-    def __init__(self, address: str | None = None, *, spec_address: str | None = None,
-                 working_dir: str | None = None, plugins: list[str] | None = None):
-        self._given = (address, spec_address)  # resolved on first use: building the runner has no side effects
+    def __init__(self, address: str | None = None, *, working_dir: str | None = None,
+                 plugins: list[str] | None = None):
+        self._given = address  # resolved on first use: building the runner has no side effects
         self.working_dir, self.plugins = working_dir, plugins
         self._address: str | None = None
         self._headers: dict[str, str] | None = None
@@ -227,7 +228,7 @@ class RayJobsRunner:
     @property
     def address(self) -> str:
         if self._address is None:
-            self._address = resolve_address(*self._given)
+            self._address = resolve_address(self._given)
         return self._address
 
     @property
@@ -241,16 +242,8 @@ class RayJobsRunner:
                 self.token_source = "~/.ray/auth_token (RAY_AUTH_MODE=token)" if self._headers else None
         return self._headers
 
-    @classmethod
-    def for_spec(cls, spec: JobSpec, address: str | None = None) -> RayJobsRunner:
-        cluster = getattr(spec, "cluster", None)
-        return cls(address, spec_address=getattr(cluster, "address", None))
-
     def prepare(self, spec: JobSpec) -> None:
-        """Before a job is recorded: the spec's `cluster.address` unless one was given, then the cluster
-        answers and accepts our token (`contracts.Prepares`)."""
-        if self._given[0] is None and self._address is None:
-            self._given = (None, getattr(getattr(spec, "cluster", None), "address", None))
+        """Before a job is recorded: the cluster answers and accepts our token (`contracts.Prepares`)."""
         self.check()
 
     # connection ------------------------------------------------------------------------------------------

@@ -274,7 +274,8 @@ def test_spec_round_trips_through_the_annotation_and_the_runtime_env(profiles):
     env = yaml.safe_load(obj["spec"]["runtimeEnvYAML"])["env_vars"]
     assert decode_spec(env[SPEC_ENV]) == carried
     again = validate_spec(carried)
-    expected = spec.resolved() | {"target": {"kind": "kubernetes", "params": {}}}
+    settings = KubernetesSettings(image=IMAGE).model_dump(mode="json")  # the runner's params travel in its target
+    expected = spec.resolved() | {"target": {"kind": "kubernetes", "params": settings}}
     expected["resources"] = expected["resources"] | {"accelerator_type": None}  # it named the profile only
     assert again.resolved() == expected
     # too large for readable JSON within the budget: compressed, still round-trips; past it, refused
@@ -285,6 +286,28 @@ def test_spec_round_trips_through_the_annotation_and_the_runtime_env(profiles):
     random_blob = {"name": "huge", "blob": [hex(hash((i, "x")) * 7919) for i in range(60000)]}
     with pytest.raises(ConfigError, match="too large"):
         spec_annotations(random_blob)
+
+
+def test_the_kubernetes_settings_are_the_runners_params_in_either_place():
+    """`kubernetes:` (short form) and `target.params` are both checked by the runner's own params model, and
+    the runner is built from them, `target.params` winning; the spec module knows nothing of Kubernetes."""
+    import jepa_platform.spec as spec_module
+    from jepa_platform.runners import runner_for, target_params
+    from jepa_platform.spec import SpecError
+
+    base = {"name": "x", "data": {"dataset": "synthetic"}}
+    spec = validate_spec({**base, "kubernetes": {"image": IMAGE, "namespace": "ml"}})
+    assert spec.kubernetes["image"] == IMAGE and spec.kubernetes["head_memory"] == "16Gi"  # defaults filled
+    assert runner_for("k8s", target_params(spec, "kubernetes")).settings.namespace == "ml"
+    both = validate_spec({**base, "kubernetes": {"image": IMAGE, "namespace": "ml"},
+                          "target": {"kind": "k8s", "params": {"namespace": "research"}}})
+    settings = runner_for("kubernetes", target_params(both, "kubernetes")).settings
+    assert (settings.image, settings.namespace) == (IMAGE, "research")
+    with pytest.raises(SpecError, match=r"kubernetes\.namespace: Value error, must be a DNS-1123 label"):
+        validate_spec({**base, "kubernetes": {"namespace": "Bad_NS"}})
+    with pytest.raises(SpecError, match=r"target\.params\.imgae: Extra inputs are not permitted"):
+        validate_spec({**base, "target": {"kind": "kubernetes", "params": {"imgae": IMAGE}}})
+    assert not hasattr(spec_module, "KubernetesSettings") and "kubernetes" not in spec_module.__dict__
 
 
 def test_rayjob_names_are_stable_and_acceptable_to_kuberay():
@@ -391,7 +414,8 @@ def api(tmp_path, monkeypatch):
 
 @pytest.fixture
 def runner(profiles) -> KubernetesRunner:
-    return KubernetesRunner(profiles=profiles, poll_interval=0.05, replace_timeout=5)
+    return KubernetesRunner(settings=KubernetesSettings(image=IMAGE), profiles=profiles, poll_interval=0.05,
+                            replace_timeout=5)
 
 
 def gpu_job(name="vitl-a100"):
@@ -399,17 +423,8 @@ def gpu_job(name="vitl-a100"):
     return spec.model_copy(update={"name": name})
 
 
-def launch_settings(spec, **settings):
-    """The spec with a `kubernetes` section."""
-    section = KubernetesSettings(image=IMAGE, **settings)
-    if "kubernetes" in type(spec).model_fields:
-        return spec.model_copy(update={"kubernetes": section})
-    object.__setattr__(spec, "kubernetes", section)  # until JobSpec has the field
-    return spec
-
-
 def test_fake_apiserver_launch_creates_the_rayjob_in_the_contexts_namespace(api, runner):
-    launch = runner.launch(launch_settings(gpu_job()))
+    launch = runner.launch(gpu_job())
     assert (launch.name, launch.namespace, launch.replaced) == ("vitl-a100", "ml", False)
     [post] = api.calls("POST")
     assert post.path == "/apis/ray.io/v1/namespaces/ml/rayjobs" and "dryRun" not in post.query
@@ -418,20 +433,21 @@ def test_fake_apiserver_launch_creates_the_rayjob_in_the_contexts_namespace(api,
 
 
 def test_fake_apiserver_server_dry_run_is_admitted_but_not_stored(api, runner):
-    launch = runner.launch(launch_settings(gpu_job()), dry_run="server")
+    launch = runner.launch(gpu_job(), dry_run="server")
     [post] = api.calls("POST")
     assert post.query["dryRun"] == ["All"] and api.rayjobs == {}
     assert launch.manifest["metadata"]["name"] == "vitl-a100"
 
 
 def test_fake_apiserver_client_dry_run_sends_nothing(api, runner):
-    launch = runner.launch(launch_settings(gpu_job(), namespace="research"), dry_run="client")
+    runner.settings.namespace = "research"
+    launch = runner.launch(gpu_job(), dry_run="client")
     assert api.requests == [] and launch.namespace == "research"
     assert launch.manifest["metadata"]["namespace"] == "research"
 
 
 def test_fake_apiserver_success_needs_complete_and_succeeded(api, runner):
-    runner.launch(launch_settings(gpu_job()))
+    runner.launch(gpu_job())
     assert runner.status("vitl-a100", "ml")[0] == "PENDING"
     api.set_rayjob_status("ml", "vitl-a100", "Running", "SUCCEEDED")  # driver done, submitter not yet
     assert runner.status("vitl-a100", "ml")[0] == "RUNNING"
@@ -444,7 +460,7 @@ def test_fake_apiserver_success_needs_complete_and_succeeded(api, runner):
 
 def test_fake_apiserver_resubmitting_a_finished_job_replaces_it_to_resume(api, runner):
     api.terminating_gets = 2  # KubeRay's finalizer keeps it a moment
-    spec = launch_settings(gpu_job())
+    spec = gpu_job()
     runner.launch(spec)
     api.set_rayjob_status("ml", "vitl-a100", "Failed", "FAILED")
     launch = runner.launch(spec)
@@ -458,7 +474,7 @@ def test_fake_apiserver_resubmitting_a_finished_job_replaces_it_to_resume(api, r
 
 
 def test_fake_apiserver_resubmitting_a_running_job_is_refused(api, runner):
-    spec = launch_settings(gpu_job())
+    spec = gpu_job()
     runner.launch(spec)
     api.set_rayjob_status("ml", "vitl-a100", "Running", "RUNNING")
     with pytest.raises(JobAlreadyRunning, match="already running on Kubernetes as RayJob ml/vitl-a100"):
@@ -467,7 +483,7 @@ def test_fake_apiserver_resubmitting_a_running_job_is_refused(api, runner):
 
 
 def test_fake_apiserver_server_dry_run_of_a_resubmission_validates_under_a_generated_name(api, runner):
-    spec = launch_settings(gpu_job())
+    spec = gpu_job()
     runner.launch(spec)
     api.set_rayjob_status("ml", "vitl-a100", "Complete", "SUCCEEDED")
     launch = runner.launch(spec, dry_run="server")
@@ -482,12 +498,12 @@ def test_fake_apiserver_a_foreign_rayjob_of_the_same_name_is_left_alone(api, run
                                         "metadata": {"name": "vitl-a100", "labels": {"team": "other"}},
                                         "status": {"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED"}}
     with pytest.raises(Exception, match="did not create"):
-        runner.launch(launch_settings(gpu_job()))
+        runner.launch(gpu_job())
     assert api.calls("DELETE") == []
 
 
 def test_fake_apiserver_logs_come_from_the_submitter_pods_in_order(api, runner):
-    runner.launch(launch_settings(gpu_job()))
+    runner.launch(gpu_job())
     api.add_submitter_pod("ml", "vitl-a100", "stage vitl-a100: starting\nstep=10 loss=0.9\nstep=20 loss=0.8",
                           phase="Running", suffix="aaaaa", created="2026-01-01T10:05:00Z")  # the retry
     api.add_submitter_pod("ml", "vitl-a100", "attempt 1\nerror: node lost\n", phase="Failed", suffix="zzzzz",
@@ -529,7 +545,7 @@ DRIVER_LOG = ("stage vitl-a100: resuming at step 500\nstep=750 loss=0.4\nstep=10
 
 def test_fake_apiserver_submit_follows_the_job_to_its_end_and_records_it(api, runner, store):
     api.on_create = kuberay_runs_it(DRIVER_LOG)
-    spec = launch_settings(gpu_job())
+    spec = gpu_job()
     rows, stages, lines = [], [], []
     started = time.monotonic()
     record = runner.run_record(spec, new_record(store, spec), store, on_row=rows.append,
@@ -549,16 +565,17 @@ def test_fake_apiserver_submit_follows_the_job_to_its_end_and_records_it(api, ru
 def test_fake_apiserver_a_failed_job_is_recorded_with_its_own_error(api, runner, store):
     api.on_create = kuberay_runs_it("step=10 loss=nan\nerror: training stopped: the loss is not finite at step 10\n",
                                     outcome=("Failed", "FAILED"))
-    spec = launch_settings(gpu_job())
+    spec = gpu_job()
     record = runner.run_record(spec, new_record(store, spec), store)
     assert record.status == "FAILED" and record.step == 10
     assert record.error == "training stopped: the loss is not finite at step 10"
-    result = KubernetesRunner(profiles=runner.profiles, poll_interval=0.05).submit(spec)  # the runner contract
+    contract = KubernetesRunner(settings=runner.settings, profiles=runner.profiles, poll_interval=0.05)
+    result = contract.submit(spec)  # the runner contract
     assert (result.status, result.step) == ("FAILED", 10) and "not finite" in result.error
 
 
 def test_fake_apiserver_interrupting_the_wait_leaves_the_job_running(api, runner, store, monkeypatch):
-    spec = launch_settings(gpu_job())
+    spec = gpu_job()
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -571,7 +588,7 @@ def test_fake_apiserver_interrupting_the_wait_leaves_the_job_running(api, runner
 
 
 def test_fake_apiserver_recorded_jobs_refresh_and_cancel(api, runner, store):
-    spec = launch_settings(gpu_job())
+    spec = gpu_job()
     record = runner.run_record(spec, new_record(store, spec, stage="vitl-a100"), store, wait=False)
     assert record.status == "PENDING" and "waiting for its Ray cluster" in store.log_path(record.id).read_text()
     assert api.calls("POST")[0].body["spec"]["entrypoint"].endswith("run-spec --stage vitl-a100")
@@ -601,7 +618,7 @@ def test_fake_apiserver_recorded_jobs_refresh_and_cancel(api, runner, store):
 
 
 def test_fake_apiserver_cancel_suspends_or_deletes(api, runner):
-    runner.launch(launch_settings(gpu_job()))
+    runner.launch(gpu_job())
     api.set_rayjob_status("ml", "vitl-a100", "Running", "RUNNING")
     assert runner.cancel("vitl-a100", "ml") == "CANCELLED"
     [patch] = api.calls("PATCH")
@@ -614,8 +631,8 @@ def test_fake_apiserver_cancel_suspends_or_deletes(api, runner):
 
 
 def test_fake_apiserver_list_shows_only_jepa_rayjobs(api, runner):
-    runner.launch(launch_settings(gpu_job("first")))
-    runner.launch(launch_settings(gpu_job("second")))
+    runner.launch(gpu_job("first"))
+    runner.launch(gpu_job("second"))
     api.rayjobs[("ml", "foreign")] = {"metadata": {"name": "foreign", "labels": {"team": "x"}}}
     listed = runner.list()
     assert [(s.name, s.job, s.status) for s in listed] == [("first", "first", "PENDING"),
@@ -626,7 +643,7 @@ def test_fake_apiserver_list_shows_only_jepa_rayjobs(api, runner):
 def test_fake_apiserver_missing_crd_says_to_install_kuberay(api, runner):
     api.fail = "no-crd"
     with pytest.raises(RayJobCRDMissing) as e:
-        runner.launch(launch_settings(gpu_job()))
+        runner.launch(gpu_job())
     assert str(e.value).startswith("the RayJob CRD (ray.io/v1) is not installed in the cluster at http://127.0.0.1:")
     assert "install the KubeRay operator (helm repo add kuberay" in str(e.value)
     with pytest.raises(RayJobCRDMissing):
@@ -636,7 +653,7 @@ def test_fake_apiserver_missing_crd_says_to_install_kuberay(api, runner):
 def test_fake_apiserver_rbac_denial_names_who_and_what(api, runner):
     api.fail = "rbac"
     with pytest.raises(KubernetesForbidden) as e:
-        runner.launch(launch_settings(gpu_job()))
+        runner.launch(gpu_job())
     assert str(e.value) == ("forbidden: service account ml/submitter cannot create rayjobs in namespace ml "
                             "(see the chart's submitter Role)")
 
@@ -644,7 +661,7 @@ def test_fake_apiserver_rbac_denial_names_who_and_what(api, runner):
 def test_fake_apiserver_quota_exceeded_keeps_the_servers_numbers(api, runner):
     api.fail = "quota"
     with pytest.raises(QuotaExceeded) as e:
-        runner.launch(launch_settings(gpu_job()))
+        runner.launch(gpu_job())
     assert str(e.value).startswith("quota exceeded in namespace ml: rayjobs.ray.io \"vitl-a100\" is forbidden: "
                                    "exceeded quota: rayjob-count")
     assert "limited: count/rayjobs.ray.io=2" in str(e.value)
@@ -652,8 +669,9 @@ def test_fake_apiserver_quota_exceeded_keeps_the_servers_numbers(api, runner):
 
 def test_fake_apiserver_missing_namespace_and_bad_credentials(api, runner):
     api.namespaces = {"ml"}
+    runner.settings.namespace = "research"
     with pytest.raises(Exception, match="namespace research does not exist"):
-        runner.launch(launch_settings(gpu_job(), namespace="research"))
+        runner.launch(gpu_job())
     api.fail = "unauthorized"
     with pytest.raises(Exception, match="rejected the credentials"):
         runner.status("vitl-a100", "ml")
@@ -667,7 +685,7 @@ def test_unreachable_api_server_fails_fast_with_one_message(tmp_path, monkeypatc
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     started = time.monotonic()
     with pytest.raises(ClusterUnreachable) as e:
-        runner.launch(launch_settings(gpu_job()))
+        runner.launch(gpu_job())
     assert time.monotonic() - started < 5
     message = str(e.value)
     assert message.startswith(f"cannot reach the Kubernetes API server at http://127.0.0.1:{port}: ")
@@ -690,7 +708,7 @@ def test_list_target_k8s_shows_the_namespaces_rayjobs_through_the_runner(api, ru
 
     from jepa_platform.cli import app
 
-    spec = launch_settings(gpu_job())
+    spec = gpu_job()
     runner.run_record(spec, new_record(store, spec), store, wait=False)
     listed = CliRunner().invoke(app, ["list", "--target", "k8s", "--json"])
     assert listed.exit_code == 0, listed.output

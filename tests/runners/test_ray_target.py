@@ -34,7 +34,7 @@ from jepa_platform.runners.ray_jobs import (
     resolve_address,
     sync_iter,
 )
-from jepa_platform.spec import validate_spec
+from jepa_platform.spec import ComponentSpec, validate_spec
 from jepa_platform.train.metrics import format_row, parse_row, read_metrics
 
 slow = pytest.mark.slow
@@ -319,9 +319,15 @@ def test_an_unreachable_address_fails_fast_with_one_clear_line():
 
 
 def test_the_address_comes_from_the_flag_then_the_spec_then_the_environment(monkeypatch):
+    from jepa_platform.runners import target_params
+
     monkeypatch.setenv("JEPA_RAY_ADDRESS", "env-head:8265")
-    assert resolve_address("http://flag:8265/", "http://spec:8265") == "http://flag:8265"
-    assert resolve_address(None, "spec:8265") == "http://spec:8265"
+    spec = validate_spec({"name": "x", "data": {"dataset": "synthetic"}, "cluster": {"address": "spec:8265"}})
+    assert target_params(spec, "ray", {"address": "http://flag:8265/"}) == {"address": "http://flag:8265/"}
+    assert resolve_address(target_params(spec, "ray")["address"]) == "http://spec:8265"
+    on_target = spec.model_copy(update={"target": ComponentSpec(kind="ray", params={"address": "own:8265"})})
+    assert target_params(on_target, "ray") == {"address": "own:8265"}  # target.params win over cluster.address
+    assert target_params(spec, "kubernetes") == {}
     assert resolve_address() == "http://env-head:8265"
     monkeypatch.delenv("JEPA_RAY_ADDRESS")
     with pytest.raises(ConfigError, match="pass --address http://HOST:8265, set cluster.address in the spec"):
