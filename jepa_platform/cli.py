@@ -1,6 +1,7 @@
 """`jepa`: a thin command line over the library. Parses, calls one library function, prints.
 
-Exit codes: 0 success; 2 usage or spec error; 1 the job failed.
+Exit codes: those of `jepa_platform.errors` (0 success, 1 the job failed, 2 refused before anything ran,
+3 the cluster unreachable or refusing, 130 interrupted), the same on every target.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from jepa_platform import __version__
-from jepa_platform.errors import ConfigError, JepaError, JobDetached
+from jepa_platform.errors import EXIT_FAILED, EXIT_INTERRUPTED, ConfigError, JepaError, JobDetached
 
 app = typer.Typer(
     name="jepa", help="Self-supervised video representation learning: V-JEPA and SALT from one YAML spec.",
@@ -29,9 +30,6 @@ app.add_typer(data_app, name="data")
 out = Console()
 err = Console(stderr=True)
 
-USAGE_ERRORS = ("SpecError", "ConfigError", "PluginError", "JobNotFound")
-
-
 def user_errors(fn):
     """One line and an exit code for errors a user can cause; tracebacks are for our bugs only."""
 
@@ -41,11 +39,13 @@ def user_errors(fn):
             return fn(*args, **kwargs)
         except JobDetached as e:  # Ctrl-C while following a cluster job: not a failure, the job goes on
             err.print(f"[yellow]detached:[/] {e}", highlight=False, soft_wrap=True)
-            raise typer.Exit(130) from None
+            raise typer.Exit(e.exit_code) from None
         except JepaError as e:
-            code = 2 if type(e).__name__ in USAGE_ERRORS or isinstance(e, ConfigError) else 1
             err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-            raise typer.Exit(code) from None
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:  # a job run here stops; its checkpoints stay, and submitting again resumes
+            err.print("[yellow]interrupted[/]", highlight=False)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper
 
@@ -151,7 +151,7 @@ def submit(
     else:
         err.print(f"[bold red]error:[/] job {record.id} {record.status.lower()}: {record.error}", highlight=False)
     if wait and record.status != "SUCCEEDED":
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
 
 
 def print_plan(job, stages, target: str, resume_from: dict[str, int | None], as_json: bool) -> None:

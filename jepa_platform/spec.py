@@ -15,7 +15,7 @@ import fsspec
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from jepa_platform.errors import ConfigError, JepaError
+from jepa_platform.errors import EXIT_USAGE, ConfigError, JepaError
 from jepa_platform.eval.settings import ProbeSettings
 from jepa_platform.plugins.manager import registry
 from jepa_platform.plugins.registries import PluginError
@@ -25,6 +25,8 @@ from jepa_platform.train.config import OptimConfig
 
 class SpecError(JepaError):
     """A spec that does not validate; the message lists every problem with its path."""
+
+    exit_code = EXIT_USAGE
 
 
 class Strict(BaseModel):

@@ -8,13 +8,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from jepa_platform.errors import JepaError
+from jepa_platform.errors import EXIT_USAGE, JepaError
 
 FAMILIES = ("backbones", "predictors", "maskers", "teachers", "probes", "datasets", "runners", "loggers")
 
 
 class PluginError(JepaError):
-    """A plugin that cannot be loaded or registers something that clashes."""
+    """A plugin that cannot be loaded, registers something that clashes, or a component that is not registered."""
+
+    exit_code = EXIT_USAGE
 
 
 class Params(BaseModel):

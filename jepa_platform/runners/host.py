@@ -114,9 +114,10 @@ class HostJobs:
             time.sleep(0.5)
 
 
-def finish(record: JobRecord, results: list[RunResult], store: JobStore) -> JobRecord:
+def finish(record: JobRecord, results: list[RunResult], store: JobStore, log_error: bool = True) -> JobRecord:
+    """Records the stages' outcome (and, with log_error, writes the error to the job's log)."""
     last = results[-1]
-    if last.error:
+    if last.error and log_error:
         with store.log_path(record.id).open("a") as f:
             f.write(encode(Error(last.error)) + "\n")
     return store.update(record.id, status=last.status, step=sum(r.step for r in results), error=last.error)

@@ -15,13 +15,13 @@ from typing import Any
 
 import platformdirs
 
-from jepa_platform.errors import JepaError
+from jepa_platform.errors import NotFound
 
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
 
 
-class JobNotFound(JepaError):
-    pass
+class JobNotFound(NotFound):
+    """No job of that id in the job store, or on the cluster it was sent to."""
 
 
 @dataclass

@@ -10,15 +10,13 @@ Decisions the manifest encodes:
   profile) and the Ray Train workers that fit on them. Workers of one pod share its IPC namespace and
   /dev/shm, so NCCL uses NVLink/P2P between them; across pods of one node it would fall back to sockets.
 - spec delivery: the resolved spec travels gzip+base64 in the Ray job's runtime environment
-  (`JEPA_SPEC_B64`), read by `python -m jepa_platform.runners.kubernetes run-spec` on the head; a copy
+  (`JEPA_SPEC`), read by the job driver (`python -m jepa_platform.runners.driver`) on the head; a copy
   sits in the `jepa-platform/spec` annotation for people and `jepa` commands. No extra objects.
 - credentials: only references to Secrets (envFrom, secretKeyRef, a mounted key file); never values.
 """
 
 from __future__ import annotations
 
-import base64
-import gzip
 import hashlib
 import json
 import math
@@ -31,6 +29,7 @@ import yaml
 
 from jepa_platform import __version__
 from jepa_platform.errors import ConfigError
+from jepa_platform.runners.driver import SPEC_ENV, command, decode_spec, encode_spec
 from jepa_platform.runners.k8s_settings import GCS_KEY_DIR, KubernetesSettings
 from jepa_platform.runners.profiles import AcceleratorProfile, Toleration, get_profile, parse_quantity
 from jepa_platform.spec import JobSpec
@@ -46,7 +45,6 @@ JOB_LABEL = "jepa-platform/job"
 SPEC_ANNOTATION = "jepa-platform/spec"
 SPEC_ENCODING_ANNOTATION = "jepa-platform/spec-encoding"
 VERSION_ANNOTATION = "jepa-platform/version"
-SPEC_ENV = "JEPA_SPEC_B64"
 
 MAX_RAYJOB_NAME = 47  # KubeRay: 53 (RayCluster, for its "-serve-svc" Service) less the 6 of "-xxxxx"
 ANNOTATIONS_LIMIT = 256 * 1024  # Kubernetes' limit on all annotations of one object together
@@ -158,16 +156,6 @@ def format_cpu(v: Decimal | int | float | str) -> str:
 
 
 # -- the spec, as it travels ------------------------------------------------------------------------
-def encode_spec(resolved: dict[str, Any]) -> str:
-    """gzip+base64 of the spec's compact JSON: how it travels in env vars and large annotations."""
-    raw = json.dumps(resolved, separators=(",", ":"), sort_keys=True).encode()
-    return base64.b64encode(gzip.compress(raw, mtime=0)).decode()
-
-
-def decode_spec(text: str) -> dict[str, Any]:
-    return json.loads(gzip.decompress(base64.b64decode(text)))
-
-
 def spec_annotations(resolved: dict[str, Any]) -> dict[str, str]:
     """The spec as readable JSON, or gzip+base64 when that is too large; ConfigError past the budget."""
     plain = json.dumps(resolved, separators=(",", ":"), sort_keys=True)
@@ -188,13 +176,6 @@ def spec_from_rayjob(obj: dict[str, Any]) -> dict[str, Any]:
     if notes.get(SPEC_ENCODING_ANNOTATION) == "gzip+base64":
         return decode_spec(notes[SPEC_ANNOTATION])
     return json.loads(notes[SPEC_ANNOTATION])
-
-
-def entrypoint(stage: str | None = None) -> str:
-    cmd = ["python", "-m", "jepa_platform.runners.kubernetes", "run-spec"]
-    if stage:
-        cmd += ["--stage", stage]
-    return shlex.join(cmd)
 
 
 # -- checks that only matter off this machine -------------------------------------------------------
@@ -331,7 +312,7 @@ def build_rayjob(
     if plan.gpus_per_pod:
         worker_params["num-gpus"] = str(plan.gpus_per_pod)
     job_spec: dict[str, Any] = {
-        "entrypoint": entrypoint(stage),
+        "entrypoint": shlex.join(command(stage)),
         "runtimeEnvYAML": yaml.safe_dump({"env_vars": {SPEC_ENV: encode_spec(resolved)}}, width=1 << 20),
         "submissionMode": settings.submission_mode,
         "shutdownAfterJobFinishes": True,

@@ -1,8 +1,9 @@
 """Runner `kubernetes`: a job spec run as a KubeRay RayJob, through the official `kubernetes` client.
 
 `KubernetesRunner` creates, watches, follows, stops and lists the RayJobs that `build_rayjob` describes.
-Inside the cluster, the RayJob's entrypoint `python -m jepa_platform.runners.kubernetes run-spec` runs
-the spec it carries with the same Ray Train code path as `jepa submit --target local`, on the cluster's Ray.
+Inside the cluster, the RayJob runs the job driver (`python -m jepa_platform.runners.driver`) on the
+spec it carries, with the same Ray Train code path as `jepa submit --target local`, on the cluster's Ray.
+What every cluster runner does alike (records, following, detach, cancel) is `ClusterJobs`'.
 
 Every failure a user can cause or meet (no kubeconfig, unreachable API server, KubeRay not installed,
 RBAC, quota, a job of that name still running) ends as one `KubernetesError` with one clear message.
@@ -10,36 +11,23 @@ RBAC, quota, a job of that name still running) ends as one `KubernetesError` wit
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from jepa_platform.errors import ConfigError, JepaError, JobDetached
-from jepa_platform.runners.events import PREFIX, Done, Error, EventReader, Row, Stage, encode
-from jepa_platform.runners.k8s_manifest import (
-    APP,
-    APP_LABEL,
-    GROUP,
-    JOB_LABEL,
-    PLURAL,
-    SPEC_ENV,
-    VERSION,
-    build_rayjob,
-    decode_spec,
-)
+from jepa_platform.errors import ClusterError, ConfigError, JepaError, NotFound
+from jepa_platform.runners.cluster import ClusterJobs, Started
+from jepa_platform.runners.k8s_manifest import APP, APP_LABEL, GROUP, JOB_LABEL, PLURAL, VERSION, build_rayjob
 from jepa_platform.runners.k8s_settings import KubernetesSettings
 from jepa_platform.runners.profiles import AcceleratorProfile, load_profiles
 
 if TYPE_CHECKING:
     from jepa_platform.runners.jobstore import JobRecord, JobStore
-    from jepa_platform.runners.local import RunResult
     from jepa_platform.spec import JobSpec
 
 DryRun = Literal["client", "server"] | None
@@ -50,7 +38,7 @@ KUBERAY_INSTALL = ("helm repo add kuberay https://ray-project.github.io/kuberay-
                    "helm install kuberay-operator kuberay/kuberay-operator --version 1.7.0")
 
 
-class KubernetesError(JepaError):
+class KubernetesError(ClusterError):
     """A Kubernetes API call that failed for a reason the user can act on; the message says which."""
 
 
@@ -70,7 +58,7 @@ class QuotaExceeded(KubernetesError):
     pass
 
 
-class RayJobNotFound(KubernetesError):
+class RayJobNotFound(NotFound, KubernetesError):
     pass
 
 
@@ -241,7 +229,7 @@ class RayJobSummary:
 
 
 # -- the runner --------------------------------------------------------------------------------------
-class KubernetesRunner:
+class KubernetesRunner(ClusterJobs):
     """Creates and follows RayJobs. Connects on first use, so a client-side dry run needs no cluster."""
 
     def __init__(
@@ -480,127 +468,51 @@ class KubernetesRunner:
                 return
             time.sleep(self.poll_interval)
 
-    def last_step(self, name: str, namespace: str, lines: int = 200) -> int | None:
-        """The step of the last metrics row in the tail of the newest submitter pod's log."""
+    def tail(self, name: str, namespace: str, lines: int = 200) -> str:
+        """The last lines of the newest submitter pod's log; empty while it starts."""
         from kubernetes.client.exceptions import ApiException
 
         pods = self.submitter_pods(name, namespace)
         if not pods:
-            return None
+            return ""
         with self.calling("get logs of", namespace, pods[-1].metadata.name, resource="pods"):
             try:
-                text = self.core.read_namespaced_pod_log(pods[-1].metadata.name, namespace, tail_lines=lines,
-                                                         _request_timeout=self.timeout)
+                return self.core.read_namespaced_pod_log(pods[-1].metadata.name, namespace, tail_lines=lines,
+                                                         _request_timeout=self.timeout) or ""
             except ApiException as e:
                 if e.status == 400:  # still starting
-                    return None
+                    return ""
                 raise
-        return EventReader.read(text or "").last_step
 
-    def follow(
-        self,
-        name: str,
-        namespace: str,
-        *,
-        on_row: Callable[[dict[str, Any]], None] | None = None,
-        on_stage: Callable[[str, str, int | None], None] | None = None,
-        on_line: Callable[[str], None] | None = None,
-    ) -> tuple[str, str, int | None, str | None]:
-        """Follows the job's log to its end, handing metrics rows to on_row, `stage NAME: EVENT` lines to
-        on_stage (name, event, step) and every other line to on_line. Returns (state, detail, last step,
-        the job's last `error: ...` line)."""
-        reader = EventReader()
-        for line in self.logs(name, namespace, follow=True):
-            event = reader.feed(line)
-            if isinstance(event, Row):
-                if on_row:
-                    on_row(event.values)
-            elif isinstance(event, Stage):
-                if on_stage:
-                    on_stage(event.name, event.event, event.step)
-            elif on_line and not line.startswith(PREFIX):  # plain output of the driver, as it printed it
-                on_line(line)
-        state, detail = self.status(name, namespace)
-        return state, detail, reader.last_step, reader.last_error
-
-    def submit(self, spec: JobSpec, on_row: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
-        """The runner contract: runs the spec as one RayJob, to its end."""
-        from jepa_platform.runners.local import RunResult
-
-        launch = self.launch(spec)
-        state, detail, step, error = self.follow(launch.name, launch.namespace, on_row=on_row)
-        return RunResult(spec.name, spec.job_dir, state, step or 0, {}, None, None,
-                         None if state == "SUCCEEDED" else error or detail)
-
-    # -- with the local job store (what `jepa submit/status/logs/cancel` call) ----------------------
-    def run_record(  # noqa: C901 - launch, wait or detach, follow, record: one RayJob's life in order
-        self,
-        spec: JobSpec,
-        record: JobRecord,
-        store: JobStore,
-        *,
-        wait: bool = True,
-        on_row: Callable[[dict[str, Any]], None] | None = None,
-        on_stage: Callable[[JobSpec, str, int | None], None] | None = None,
-        on_line: Callable[[str], None] | None = None,
-    ) -> JobRecord:
-        """Launches the recorded job (its `stage`, else every stage) as one RayJob and records it; with wait,
-        copies its log into the job store's, feeds the callbacks and records the outcome. Interrupted, it
-        stops following and the job goes on (JobDetached says how to follow or stop it)."""
-        try:
-            launch = self.launch(spec, stage=record.stage)
-        except JobAlreadyRunning as e:
-            store.update(record.id, status="FAILED", error=str(e))
-            raise JobAlreadyRunning(already_running_message(e, store), e.remote, e.state) from None
-        except JepaError as e:
-            store.update(record.id, status="FAILED", error=str(e))
-            raise
+    # what `ClusterJobs` asks of a cluster (a job's remote id is NAMESPACE/NAME) ----------------------------
+    def start(self, spec: JobSpec, stage: str | None, job_id: str) -> Started:
+        launch = self.launch(spec, stage=stage)
         remote = f"{launch.namespace}/{launch.name}"
-        record = store.update(record.id, status="PENDING", remote_id=remote, address=self.conn.context)
         note = (f"RayJob {remote} created" + (", replacing the finished one" if launch.replaced else "")
                 + "; waiting for its Ray cluster")
-        with store.log_path(record.id).open("a") as log:
-            log.write(note + "\n")
-            if not wait:
-                return record
-            if on_line:
-                on_line(note)
-            stages = {s.name: s for s in spec.pipeline()}
+        return Started(remote, self.conn.context, f"RayJob {remote}", note)
 
-            def logged(callback: Callable[..., None] | None, text: Callable[..., str]) -> Callable[..., None]:
-                def call(*args: Any) -> None:
-                    log.write(text(*args) + "\n")
-                    log.flush()
-                    if callback:
-                        callback(*args)
-                return call
+    def state(self, remote_id: str) -> tuple[str, str]:
+        return self.status(*name_and_namespace(remote_id))
 
-            def stage_event(name: str, event: str, step: int | None) -> None:
-                if on_stage and name in stages:
-                    on_stage(stages[name], event, step)
+    def lines(self, remote_id: str, follow: bool = False) -> Iterator[str]:
+        return self.logs(*name_and_namespace(remote_id), follow=follow)
 
-            try:
-                state, detail, step, error = self.follow(
-                    launch.name, launch.namespace, on_row=logged(on_row, lambda row: encode(Row(row))),
-                    on_stage=logged(stage_event, lambda *event: encode(Stage(*event))),
-                    on_line=logged(on_line, str),
-                )
-            except KeyboardInterrupt:
-                raise JobDetached(record.id, f"RayJob {remote}") from None
-        return store.update(record.id, status=state, step=step if step is not None else record.step,
-                            error=None if state == "SUCCEEDED" else error or detail)
+    def recent(self, remote_id: str) -> str:
+        return self.tail(*name_and_namespace(remote_id))
 
+    def halt(self, remote_id: str, delete: bool = False) -> str:
+        return self.cancel(*name_and_namespace(remote_id), delete=delete)
 
-    # the job store's records (`contracts.Runner`) and rendering (`contracts.Renders`) -----------------------
-    def refresh(self, record: JobRecord, store: JobStore, strict: bool = False) -> JobRecord:
-        return refresh_record(record, store)  # the RayJob's last known state when the API cannot be asked
+    def attached(self, record: JobRecord) -> KubernetesRunner:
+        return KubernetesRunner(context=record.address)
 
-    def stop(self, record: JobRecord, store: JobStore, delete: bool = False) -> JobRecord:
-        return cancel_record(record, store, delete=delete)
+    def refusal(self, e: JepaError, store: JobStore) -> JepaError:
+        if isinstance(e, JobAlreadyRunning):
+            return JobAlreadyRunning(already_running_message(e, store), e.remote, e.state)
+        return e
 
-    def read_log(self, record: JobRecord, store: JobStore, follow: bool = False) -> Iterator[str]:
-        return record_logs(record, follow=follow)
-
+    # listing and rendering (`contracts.ListsJobs`, `contracts.Renders`) ---------------------------------
     def list_jobs(self, namespace: str | None = None, context: str | None = None) -> list[dict[str, Any]]:
         """The jepa-platform RayJobs of a namespace (`contracts.ListsJobs`)."""
         if context:
@@ -630,84 +542,9 @@ def already_running_message(e: JobAlreadyRunning, store: JobStore) -> str:
     return f"job {name} is already {e.state.lower()} on Kubernetes as RayJob {e.remote}; {hint}"
 
 
-def record_runner(record: JobRecord) -> tuple[KubernetesRunner, str, str]:
-    """The runner, name and namespace of a job recorded by `run_record`."""
-    if not record.remote_id or "/" not in record.remote_id:
-        raise KubernetesError(f"job {record.id} was never created on Kubernetes")
-    namespace, name = record.remote_id.split("/", 1)
-    return KubernetesRunner(context=record.address), name, namespace
-
-
-def refresh_record(record: JobRecord, store: JobStore, strict: bool = False) -> JobRecord:
-    """The recorded job with its current state from the cluster; unchanged when the cluster cannot be asked
-    (unless strict)."""
-    if record.status in TERMINAL or not record.remote_id:
-        return record
-    try:
-        runner, name, ns = record_runner(record)
-        state, detail = runner.status(name, ns)
-        step = runner.last_step(name, ns)
-    except JepaError:
-        if strict:
-            raise
-        return record
-    return store.update(record.id, status=state, step=record.step if step is None else step,
-                        error=None if state in ("SUCCEEDED", "RUNNING", "PENDING") else detail)
-
-
-def cancel_record(record: JobRecord, store: JobStore, delete: bool = False) -> JobRecord:
-    """Suspends the recorded job's RayJob, or deletes it (even once finished); a running job is recorded
-    CANCELLED, a finished one keeps its state."""
-    if record.status in TERMINAL and not delete:
-        return record
-    runner, name, ns = record_runner(record)
-    state = runner.cancel(name, ns, delete=delete)
-    return store.update(record.id, status=record.status if record.status in TERMINAL else state)
-
-
-def record_logs(record: JobRecord, follow: bool = False) -> Iterator[str]:
-    runner, name, ns = record_runner(record)
-    return runner.logs(name, ns, follow=follow)
-
-
-# -- inside the cluster ------------------------------------------------------------------------------
-def run_spec(stage: str | None = None, environ: dict[str, str] | None = None) -> int:
-    """The RayJob's entrypoint: runs the spec from `$JEPA_SPEC_B64` on the cluster's Ray (RAY_ADDRESS is
-    set for a Ray job's driver), stage by stage, resuming from the job's checkpoints; prints metrics rows."""
-    from jepa_platform.runners.local import LocalRunner
-    from jepa_platform.runners.stages import run_stages
-    from jepa_platform.spec import validate_spec
-
-    environ = os.environ if environ is None else environ
-    if SPEC_ENV not in environ:
-        print(f"error: {SPEC_ENV} is not set: this command runs inside a RayJob made by jepa-platform", flush=True)
-        return 2
-    try:
-        spec = validate_spec(decode_spec(environ[SPEC_ENV]), source=f"${SPEC_ENV}")
-        results = run_stages(
-            spec, LocalRunner(), stage=stage,
-            on_row=lambda row: print(encode(Row(row)), flush=True),
-            on_stage=lambda s, event, step: print(encode(Stage(s.name, event, step)), flush=True),
-        )
-    except JepaError as e:
-        print(encode(Error(str(e))), flush=True)
-        return 1
-    last = results[-1]
-    if last.status != "SUCCEEDED":
-        print(encode(Error(f"{last.name} {last.status.lower()}: {last.error}")), flush=True)
-        return 1
-    print(encode(Done(spec.name, spec.job_dir)), flush=True)
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jepa_platform.runners.kubernetes")
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run-spec", help=f"Run the job spec in ${SPEC_ENV} (a RayJob's entrypoint).")
-    run.add_argument("--stage", default=None)
-    args = parser.parse_args(argv)
-    return run_spec(stage=args.stage)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def name_and_namespace(remote_id: str) -> tuple[str, str]:
+    """(name, namespace) of a RayJob recorded as NAMESPACE/NAME."""
+    if "/" not in remote_id:
+        raise KubernetesError(f"{remote_id!r} does not name a RayJob (NAMESPACE/NAME)")
+    namespace, name = remote_id.split("/", 1)
+    return name, namespace

@@ -1,9 +1,8 @@
-"""Target `ray`: the job submitted to an existing Ray cluster through the Ray Jobs API.
+"""Runner `ray`: the job submitted to an existing Ray cluster through the Ray Jobs API.
 
-The Ray job's entrypoint is `python -m jepa_platform.runners.ray_jobs`, run by the cluster's `python`
-(jepa-platform must be installed there). It reads the resolved spec from `$JEPA_SPEC_JSON` and runs its
-stages with the `local` runner; that runner's `ray.init()` joins the cluster, because Ray Jobs sets
-`RAY_ADDRESS` for the entrypoint. Training rows and `stage ...`/`error: ...` lines go to the job's log.
+The Ray job runs the job driver (`python -m jepa_platform.runners.driver`, with the resolved spec in its
+runtime env) with the cluster's `python`, so jepa-platform must be installed there. What every cluster
+runner does alike (records, following, detach, cancel) is `ClusterJobs`'; this module talks to Ray.
 
 Address: `--address`, else the spec's cluster address, else `$JEPA_RAY_ADDRESS`; always the dashboard's
 HTTP address (`http://HOST:8265`), not a `ray://` client address.
@@ -31,26 +30,23 @@ import logging
 import os
 import re
 import shlex
-import sys
 import tempfile
-import time
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from jepa_platform.errors import ConfigError, JepaError, JobDetached
-from jepa_platform.runners.events import Done, Error, EventReader, Row, Stage, encode
-from jepa_platform.runners.jobstore import TERMINAL, JobNotFound, JobRecord, JobStore
-from jepa_platform.runners.local import RunResult
+from jepa_platform.errors import ClusterError, ConfigError, JepaError
+from jepa_platform.runners.cluster import ClusterJobs, Started, new_job_id
+from jepa_platform.runners.driver import SPEC_ENV, command, encode_spec
+from jepa_platform.runners.events import EventReader
+from jepa_platform.runners.jobstore import JobNotFound, JobRecord
 from jepa_platform.spec import JobSpec
 
 ADDRESS_ENV = "JEPA_RAY_ADDRESS"
 TOKEN_ENV = "JEPA_RAY_TOKEN"
-SPEC_ENV = "JEPA_SPEC_JSON"
 JOB_LABEL = "jepa.job"  # metadata key that marks our jobs on a shared cluster
 STATUSES = {"PENDING": "PENDING", "RUNNING": "RUNNING", "SUCCEEDED": "SUCCEEDED", "FAILED": "FAILED",
             "STOPPED": "CANCELLED"}
@@ -213,7 +209,7 @@ def plugin_packages(spec: JobSpec, scratch: Path) -> tuple[list[str], list[str]]
 
 
 # -- the runner -----------------------------------------------------------------------------------------
-class RayJobsRunner:
+class RayJobsRunner(ClusterJobs):
     """Submits, follows and stops jobs on one Ray cluster, through its dashboard's Jobs API."""
 
     def __init__(self, address: str | None = None, *, working_dir: str | None = None,
@@ -248,13 +244,13 @@ class RayJobsRunner:
 
     # connection ------------------------------------------------------------------------------------------
     def unreachable(self, e: BaseException) -> JepaError:
-        return ConfigError(f"cannot reach the Ray cluster at {self.address}: {short(e)}")
+        return ClusterError(f"cannot reach the Ray cluster at {self.address}: {short(e)}")
 
     def auth_error(self, status: int) -> JepaError:
         if status == 401 or not self.token_source:
-            return ConfigError(f"the Ray cluster at {self.address} requires a token: set {TOKEN_ENV} "
+            return ClusterError(f"the Ray cluster at {self.address} requires a token: set {TOKEN_ENV} "
                                f"(`ray get-auth-token` on its head node prints it)")
-        return ConfigError(f"the Ray cluster at {self.address} rejected the token from {self.token_source}: "
+        return ClusterError(f"the Ray cluster at {self.address} rejected the token from {self.token_source}: "
                            f"set {TOKEN_ENV} to the cluster's token (`ray get-auth-token` on its head prints it)")
 
     def check(self) -> str:
@@ -272,7 +268,7 @@ class RayJobsRunner:
             r.raise_for_status()
             return r.json()["ray_version"]
         except (requests.RequestException, ValueError, KeyError):
-            raise ConfigError(f"{self.address} is not a Ray dashboard (GET /api/version answered "
+            raise ClusterError(f"{self.address} is not a Ray dashboard (GET /api/version answered "
                               f"{r.status_code}); give the dashboard's address, e.g. http://HOST:8265") from None
 
     @property
@@ -292,7 +288,7 @@ class RayJobsRunner:
     def runtime_env(self, spec: JobSpec, scratch: Path, working_dir: str | None = None,
                     plugins: list[str] | None = None) -> dict[str, Any]:
         """The job's runtime_env: the spec, the user's folder (if any) and the plugins the spec uses."""
-        env: dict[str, Any] = {"env_vars": {SPEC_ENV: json.dumps(spec.resolved())}}
+        env: dict[str, Any] = {"env_vars": {SPEC_ENV: encode_spec(spec.resolved())}}
         pip, modules = plugin_packages(spec, scratch)
         for extra in plugins or []:  # a local path (folder, .py, .whl) or a pip requirement
             if Path(extra).expanduser().exists():
@@ -316,8 +312,8 @@ class RayJobsRunner:
         """Submits the job (all its stages, or only `stage`); returns its submission id."""
         from jepa_platform import __version__
 
-        submission_id = submission_id or new_submission_id(spec.name)
-        entrypoint = "python -m jepa_platform.runners.ray_jobs" + (f" --stage {shlex.quote(stage)}" if stage else "")
+        submission_id = submission_id or new_job_id(spec.name)
+        entrypoint = shlex.join(command(stage))
         labels = {JOB_LABEL: spec.name, "jepa.version": __version__, "jepa.job_dir": spec.job_dir,
                   "jepa.stage": stage or ""}
         client = self.client
@@ -376,89 +372,27 @@ class RayJobsRunner:
         ]
         return sorted(out, key=lambda j: j.started or 0)
 
-    # following, and the job store --------------------------------------------------------------------------
-    def follow(self, submission_id: str, on_line: Callable[[str], None]) -> RayJobState:
-        """Hands each log line to `on_line` until the job ends; returns its final state. Ctrl-C stops following
-        only: the job goes on in the cluster, as with `ray job submit` and the Kubernetes target."""
-        for line in self.logs(submission_id, follow=True):
-            on_line(line)
-        state = self.status(submission_id)
-        while state.status not in TERMINAL:  # the log can end a moment before the status does
-            time.sleep(0.5)
-            state = self.status(submission_id)
-        return state
+    # what `ClusterJobs` asks of a cluster ---------------------------------------------------------------
+    def start(self, spec: JobSpec, stage: str | None, job_id: str) -> Started:
+        sid = self.launch(spec, self.working_dir, self.plugins, stage=stage, submission_id=job_id)
+        return Started(sid, self.address, f"Ray job {sid} on {self.address}",
+                       f"Ray job {sid} submitted to {self.address}")
 
-    def submit(self, spec: JobSpec, on_row: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
-        """The runner contract (`run_stages`): runs one stage as one Ray job, to its end."""
-        rows: list[dict[str, Any]] = []
-        reader = EventReader()
+    def state(self, remote_id: str) -> tuple[str, str]:
+        return tuple(self.status(remote_id))
 
-        def on_line(line: str) -> None:
-            event = reader.feed(line)
-            if isinstance(event, Row):
-                rows.append(event.values)
-                if on_row:
-                    on_row(event.values)
+    def lines(self, remote_id: str, follow: bool = False) -> Iterator[str]:
+        return self.logs(remote_id, follow=follow)
 
-        state = self.follow(self.launch(spec), on_line)
-        return RunResult(spec.name, spec.job_dir, state.status, rows[-1]["step"] if rows else 0,
-                         rows[-1] if rows else {}, None, None, state.message if state.status != "SUCCEEDED" else None)
+    def recent(self, remote_id: str) -> str:
+        return self.text(remote_id)
 
-    def run_record(
-        self,
-        spec: JobSpec,
-        record: JobRecord,
-        store: JobStore,
-        *,
-        wait: bool = True,
-        working_dir: str | None = None,
-        plugins: list[str] | None = None,
-        on_row: Callable[[dict[str, Any]], None] | None = None,
-        on_stage: Callable[[JobSpec, str, int | None], None] | None = None,
-        on_line: Callable[[str], None] | None = None,
-    ) -> JobRecord:
-        """Submits the recorded job (its `stage`, else all stages) as one Ray job; with wait, copies its log
-        into the job store's and feeds `on_row`/`on_stage` until it ends. A refused job is recorded FAILED.
-        Interrupted, it stops following and the job goes on (JobDetached says how to follow or stop it)."""
-        working_dir, plugins = working_dir or self.working_dir, plugins or self.plugins
-        try:
-            sid = self.launch(spec, working_dir, plugins, stage=record.stage, submission_id=record.id)
-        except JepaError as e:
-            store.update(record.id, status="FAILED", error=str(e))
-            raise
-        record = store.update(record.id, status="PENDING", remote_id=sid, address=self.address)
-        if not wait:
-            return record
-        stages = {s.name: s for s in spec.pipeline()}
-        reader = EventReader(last_step=record.step)
+    def halt(self, remote_id: str, delete: bool = False) -> str:
+        """Stops the job; the state it had already ended in, if it had (Ray keeps finished jobs' logs)."""
+        return "CANCELLED" if self.cancel(remote_id) else self.status(remote_id).status
 
-        with store.log_path(record.id).open("a") as log:
-            def on_line(line: str) -> None:
-                log.write(line)
-                log.flush()
-                event = reader.feed(line)
-                if isinstance(event, Row) and on_row:
-                    on_row(event.values)
-                elif isinstance(event, Stage) and on_stage and event.name in stages:
-                    on_stage(stages[event.name], event.event, event.step)
-
-            try:
-                state = self.follow(sid, on_line)
-            except KeyboardInterrupt:
-                raise JobDetached(record.id, f"Ray job {sid} on {self.address}") from None
-        return store.update(record.id, status=state.status, step=reader.last_step,
-                            error=state.message if state.status == "FAILED" else None)
-
-
-    # the job store's records (`contracts.Runner`) ----------------------------------------------------------
-    def refresh(self, record: JobRecord, store: JobStore, strict: bool = False) -> JobRecord:
-        return refresh_record(record, store, strict=strict)
-
-    def stop(self, record: JobRecord, store: JobStore, delete: bool = False) -> JobRecord:
-        return cancel_record(record, store)
-
-    def read_log(self, record: JobRecord, store: JobStore, follow: bool = False) -> Iterator[str]:
-        return record_logs(record, follow=follow)
+    def attached(self, record: JobRecord) -> RayJobsRunner:
+        return RayJobsRunner(record.address)
 
 
 class _Errors:
@@ -486,11 +420,7 @@ class _Errors:
         text = str(e)
         if self.submission_id and ("404" in text or "does not exist" in text):
             raise JobNotFound(f"no job {self.submission_id!r} on the Ray cluster at {self.runner.address}") from None
-        raise JepaError(f"the Ray cluster at {self.runner.address}: {short(e)}") from None
-
-
-def new_submission_id(name: str) -> str:
-    return f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
+        raise ClusterError(f"the Ray cluster at {self.runner.address}: {short(e)}") from None
 
 
 def short(e: BaseException) -> str:
@@ -526,79 +456,3 @@ def sync_iter(agen: AsyncIterator[str]) -> Iterator[str]:
                 loop.run_until_complete(step)
         loop.run_until_complete(agen.aclose())
         loop.close()
-
-
-# -- records of the job store (what `jepa status/logs/cancel/list` call for target ray) -----------------
-def record_runner(record: JobRecord) -> RayJobsRunner:
-    if not record.remote_id:
-        raise JobNotFound(f"job {record.id} was never submitted to a Ray cluster (status {record.status})")
-    return RayJobsRunner(record.address)
-
-
-def refresh_record(record: JobRecord, store: JobStore, strict: bool = False) -> JobRecord:
-    """The recorded job with the cluster's status and its last logged step; unchanged when the cluster
-    cannot be asked (unless strict)."""
-    if record.status in TERMINAL or not record.remote_id:
-        return record
-    try:
-        runner = record_runner(record)
-        state = runner.status(record.remote_id)
-        step = EventReader.read(runner.text(record.remote_id)).last_step
-    except JepaError:
-        if strict:
-            raise
-        return record
-    return store.update(record.id, status=state.status, step=step if step is not None else record.step,
-                        error=state.message if state.status == "FAILED" else None)
-
-
-def cancel_record(record: JobRecord, store: JobStore) -> JobRecord:
-    if record.status in TERMINAL:
-        return record
-    if record.remote_id:
-        record_runner(record).cancel(record.remote_id)
-    return store.update(record.id, status="CANCELLED")
-
-
-def record_logs(record: JobRecord, follow: bool = False) -> Iterator[str]:
-    return record_runner(record).logs(record.remote_id, follow=follow)
-
-
-# -- the entrypoint, inside the cluster -----------------------------------------------------------------
-def main(argv: list[str] | None = None) -> int:
-    """Runs the spec in $JEPA_SPEC_JSON (all stages, or `--stage NAME`) with the local runner."""
-    import argparse
-
-    from jepa_platform.plugins.manager import registry
-    from jepa_platform.runners.stages import run_stages
-    from jepa_platform.spec import validate_spec
-
-    parser = argparse.ArgumentParser(prog="python -m jepa_platform.runners.ray_jobs")
-    parser.add_argument("--stage", default=None)
-    args = parser.parse_args(argv)
-
-    def on_stage(s: JobSpec, event: str, step: int | None) -> None:
-        print(encode(Stage(s.name, event, step)), flush=True)
-
-    if SPEC_ENV not in os.environ:
-        print(f"error: ${SPEC_ENV} is not set; this entrypoint runs jobs submitted by `jepa submit --target ray`")
-        return 2
-    try:
-        raw = json.loads(os.environ[SPEC_ENV])
-        spec = validate_spec(raw, source=f"job {raw.get('name')}")
-        runner = registry("runners").get("local").build({})
-        results = run_stages(spec, runner, stage=args.stage, on_row=lambda row: print(encode(Row(row)), flush=True),
-                             on_stage=on_stage)
-    except JepaError as e:
-        print(encode(Error(str(e))), flush=True)
-        return 1
-    last = results[-1]
-    if last.error:
-        print(encode(Error(last.error)), flush=True)
-    if last.status == "SUCCEEDED":
-        print(encode(Done(spec.name, spec.job_dir)), flush=True)
-    return 0 if last.status == "SUCCEEDED" else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

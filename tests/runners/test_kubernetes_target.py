@@ -16,9 +16,10 @@ import pytest
 import yaml
 from fake_k8s import FakeKubernetes
 
-from jepa_platform.errors import ConfigError
+from jepa_platform.errors import ConfigError, JobDetached
+from jepa_platform.runners import driver
 from jepa_platform.runners.events import Done, EventReader, Row, Stage
-from jepa_platform.runners.jobstore import JobRecord, JobStore
+from jepa_platform.runners.jobstore import JobNotFound, JobRecord, JobStore
 from jepa_platform.runners.k8s_manifest import (
     SPEC_ENV,
     KubernetesSettings,
@@ -32,18 +33,12 @@ from jepa_platform.runners.k8s_manifest import (
 from jepa_platform.runners.kubernetes import (
     ClusterUnreachable,
     JobAlreadyRunning,
-    JobDetached,
-    KubernetesError,
     KubernetesForbidden,
     KubernetesRunner,
     QuotaExceeded,
     RayJobCRDMissing,
     RayJobNotFound,
-    cancel_record,
     rayjob_state,
-    record_logs,
-    refresh_record,
-    run_spec,
 )
 from jepa_platform.runners.profiles import PROFILES_ENV, load_profiles
 from jepa_platform.spec import validate_spec
@@ -212,7 +207,7 @@ def test_a100_workers_come_from_the_profile_one_pod_per_node_with_all_its_gpus(p
     assert [p["containerPort"] for p in container(head)["ports"]] == [6379, 8265, 10001]
     spec = obj["spec"]
     assert spec["shutdownAfterJobFinishes"] is True and spec["submissionMode"] == "K8sJobMode"
-    assert spec["entrypoint"] == "python -m jepa_platform.runners.kubernetes run-spec"
+    assert spec["entrypoint"] == "python -m jepa_platform.runners.driver"
     assert obj["metadata"]["labels"] == {"app.kubernetes.io/name": "jepa-platform",
                                          "app.kubernetes.io/managed-by": "jepa-platform",
                                          "jepa-platform/job": "vitl-a100"}
@@ -395,12 +390,12 @@ def test_in_cluster_entry_runs_the_carried_spec_through_the_stages(profiles, mon
     monkeypatch.setattr(runners, "check_stages", unchecked)
     obj = build_rayjob(a100_job(), KubernetesSettings(image=IMAGE), profiles)
     env = yaml.safe_load(obj["spec"]["runtimeEnvYAML"])["env_vars"]
-    assert run_spec(environ=env) == 0
+    assert driver.main([], environ=env) == 0
     reader = EventReader()
     events = [reader.feed(line) for line in capsys.readouterr().out.splitlines()]
     assert ran == ["vitl-a100"] and Row({"step": 1000, "loss": 0.25}) in events
     assert events[-1] == Done("vitl-a100", "s3://bucket/runs/vitl-a100")
-    assert run_spec(environ={}) == 2
+    assert driver.main([], environ={}) == 2
 
 
 # -- the client, against a fake API server --------------------------------------------------------------
@@ -591,15 +586,15 @@ def test_fake_apiserver_recorded_jobs_refresh_and_cancel(api, runner, store):
     spec = gpu_job()
     record = runner.run_record(spec, new_record(store, spec, stage="vitl-a100"), store, wait=False)
     assert record.status == "PENDING" and "waiting for its Ray cluster" in store.log_path(record.id).read_text()
-    assert api.calls("POST")[0].body["spec"]["entrypoint"].endswith("run-spec --stage vitl-a100")
+    assert api.calls("POST")[0].body["spec"]["entrypoint"].endswith("runners.driver --stage vitl-a100")
     api.set_rayjob_status("ml", "vitl-a100", "Running", "RUNNING")
     api.add_submitter_pod("ml", "vitl-a100", "stage vitl-a100: starting\nstep=40 loss=0.7\n", phase="Running")
-    record = refresh_record(record, store)
+    record = runner.refresh(record, store)
     assert (record.status, record.step) == ("RUNNING", 40)
-    assert list(record_logs(record)) == ["stage vitl-a100: starting", "step=40 loss=0.7"]
-    record = cancel_record(record, store)
+    assert list(runner.read_log(record, store)) == ["stage vitl-a100: starting", "step=40 loss=0.7"]
+    record = runner.stop(record, store)
     assert record.status == "CANCELLED" and api.rayjobs[("ml", "vitl-a100")]["spec"]["suspend"] is True
-    record = cancel_record(record, store, delete=True)
+    record = runner.stop(record, store, delete=True)
     assert record.status == "CANCELLED" and api.rayjobs == {}
     again = runner.run_record(spec, new_record(store, spec), store, wait=False)
     api.set_rayjob_status("ml", "vitl-a100", "Running", "RUNNING")
@@ -608,13 +603,13 @@ def test_fake_apiserver_recorded_jobs_refresh_and_cancel(api, runner, store):
     store.update(again.id, status="CANCELLED")  # a record of this machine no longer owns it: kubectl then
     with pytest.raises(JobAlreadyRunning, match="submitted from elsewhere: .*kubectl -n ml delete rayjob vitl-a100"):
         runner.run_record(spec, new_record(store, spec), store, wait=False)
-    with pytest.raises(KubernetesError, match="was never created on Kubernetes"):
-        cancel_record(new_record(store, spec), store)
+    with pytest.raises(JobNotFound, match="was never started on its cluster"):
+        runner.stop(new_record(store, spec), store)
     api.fail = "no-crd"  # an unanswered cluster leaves the record as it is, unless asked to be strict
     running = store.update(new_record(store, spec).id, status="RUNNING", remote_id="ml/x", address="fake")
-    assert refresh_record(running, store).status == "RUNNING"
+    assert runner.refresh(running, store).status == "RUNNING"
     with pytest.raises(RayJobCRDMissing):
-        refresh_record(running, store, strict=True)
+        runner.refresh(running, store, strict=True)
 
 
 def test_fake_apiserver_cancel_suspends_or_deletes(api, runner):

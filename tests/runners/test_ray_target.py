@@ -21,16 +21,14 @@ from pathlib import Path
 import pytest
 import requests
 
-from jepa_platform.errors import ConfigError, JobDetached
+from jepa_platform.errors import ClusterError, ConfigError, JobDetached
 from jepa_platform.plugins.manager import set_plugins
 from jepa_platform.runners import ray_jobs
 from jepa_platform.runners.events import EventReader, Row, Stage
 from jepa_platform.runners.jobstore import TERMINAL, JobNotFound, JobRecord, JobStore
 from jepa_platform.runners.ray_jobs import (
     RayJobsRunner,
-    cancel_record,
     plugin_packages,
-    refresh_record,
     resolve_address,
     sync_iter,
 )
@@ -255,10 +253,10 @@ def test_cancelling_a_running_job_stops_it_and_records_cancelled(cluster, tmp_pa
         if isinstance(event, Row) and event.values.get("step") == 1:
             break
     logs.close()
-    refreshed = refresh_record(store.get(record.id), store, strict=True)
+    refreshed = runner.refresh(store.get(record.id), store, strict=True)
     assert refreshed.status == "RUNNING" and refreshed.step >= 1
 
-    assert cancel_record(refreshed, store).status == "CANCELLED"
+    assert runner.stop(refreshed, store).status == "CANCELLED"
     state = wait_for(runner, record.remote_id, timeout=60)
     assert state.status == "CANCELLED"
     assert runner.cancel(record.remote_id) is False  # already ended
@@ -280,7 +278,7 @@ def test_ctrl_c_while_following_detaches_and_the_job_goes_on(cluster, tmp_path, 
     with pytest.raises(JobDetached, match=f"follow it with `jepa logs {record.id} --follow`"):
         runner.run_record(spec, record, store, on_row=first_row)
     assert runner.status(record.id).status in ("PENDING", "RUNNING")
-    assert cancel_record(refresh_record(store.get(record.id), store, strict=True), store).status == "CANCELLED"
+    assert runner.stop(runner.refresh(store.get(record.id), store, strict=True), store).status == "CANCELLED"
     assert wait_for(runner, record.id, timeout=60).status == "CANCELLED"
 
 
@@ -293,7 +291,7 @@ def test_a_missing_or_wrong_token_is_reported_with_the_variable_to_set(ray_clust
     monkeypatch.setattr(ray_jobs, "ray_default_headers", dict)
     if token:
         monkeypatch.setenv("JEPA_RAY_TOKEN", token)
-    with pytest.raises(ConfigError) as e:
+    with pytest.raises(ClusterError) as e:
         RayJobsRunner(ray_cluster.address).list()
     expected = (f"the Ray cluster at {ray_cluster.address} rejected the token from $JEPA_RAY_TOKEN" if token
                 else f"the Ray cluster at {ray_cluster.address} requires a token: set JEPA_RAY_TOKEN")
@@ -312,9 +310,9 @@ def test_an_unknown_submission_id_is_job_not_found(cluster):
 def test_an_unreachable_address_fails_fast_with_one_clear_line():
     address = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     start = time.time()
-    with pytest.raises(ConfigError) as e:
+    with pytest.raises(ClusterError) as e:
         RayJobsRunner(address).list()
-    assert time.time() - start < 5
+    assert time.time() - start < 5 and e.value.exit_code == 3
     assert str(e.value) == f"cannot reach the Ray cluster at {address}: [Errno 111] Connection refused"
 
 
@@ -370,7 +368,7 @@ def test_a_job_the_cluster_cannot_take_is_recorded_failed(tmp_path, synthetic_da
     spec = validate_spec(tiny_raw(tmp_path, synthetic_dataset))
     store = JobStore()
     record = new_record(store, spec)
-    with pytest.raises(ConfigError, match="cannot reach the Ray cluster"):
+    with pytest.raises(ClusterError, match="cannot reach the Ray cluster"):
         RayJobsRunner(f"http://127.0.0.1:{free_port()}").run_record(spec, record, store)
     failed = store.get(record.id)
     assert failed.status == "FAILED" and failed.error.startswith("cannot reach the Ray cluster")
@@ -397,10 +395,13 @@ def test_log_lines_parse_back_into_metrics_rows():
     assert parse_row("2026-11-25 13:43:49,407 INFO job_manager.py:581 -- Runtime env is setting up.") is None
 
 
-def test_the_entrypoint_without_a_spec_explains_itself(monkeypatch, capsys):
-    monkeypatch.delenv(ray_jobs.SPEC_ENV, raising=False)
-    assert ray_jobs.main([]) == 2
-    assert "jepa submit --target ray" in capsys.readouterr().out
+def test_the_entrypoint_without_a_spec_explains_itself(capsys):
+    from jepa_platform.runners import driver
+
+    assert driver.main([], environ={}) == 2
+    assert "$JEPA_SPEC is not set: this command runs jobs sent to a cluster by `jepa submit`" in capsys.readouterr().out
+    assert driver.main([], environ={"JEPA_SPEC": "bm90IGd6aXA="}) == 2  # base64, but no spec inside
+    assert "$JEPA_SPEC does not hold a job spec" in capsys.readouterr().out
 
 
 def test_ctrl_c_while_tailing_a_log_raises_keyboard_interrupt_and_closes_the_stream(ctrl_c):
