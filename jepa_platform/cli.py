@@ -143,9 +143,8 @@ def submit(
     if as_json:
         emit_json(record.__dict__ | {"spec": None})
     elif not wait:
-        where = {"kubernetes": f"as RayJob {record.remote_id}", "ray": f"to the Ray cluster at {record.address}"}.get(
-            record.target, f"(pid {record.pid})")
-        out.print(f"Submitted {record.id} {where}; follow with `jepa logs {record.id} --follow`")
+        where = record.running_as or record.remote_id or f"pid {record.pid}"
+        out.print(f"Submitted {record.id}, running as {where}; follow with `jepa logs {record.id} --follow`")
     elif record.status == "SUCCEEDED":
         out.print(f"[green]done[/] {job.name}: outputs in {job.job_dir}")
     else:
@@ -377,8 +376,8 @@ def logs(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")] = False,
 ) -> None:
     """A job's log (metrics rows and errors)."""
+    from jepa_platform.events import PREFIX, EventReader, render
     from jepa_platform.runners import read_log
-    from jepa_platform.runners.events import PREFIX, EventReader, render
     from jepa_platform.runners.jobstore import JobStore
 
     store = JobStore()

@@ -174,9 +174,12 @@ class EpochAware(Protocol):
 # -- runners: factory(params) -> Runner ----------------------------------------------------------------------
 @runtime_checkable
 class Runner(Protocol):
-    """Where a job runs. `submit` runs one stage to its end (what the stage driver calls, here or in a
+    """Where a job runs. `submit` runs one stage to its end (what the job driver calls, here or in a
     cluster); the rest work on the job store's record of a submitted job (`runners.jobstore.JobRecord`).
-    `runners.host.HostJobs` gives all but `submit` to a runner whose stages run from this machine."""
+    `runners.host.HostJobs` gives all but `submit` to a runner whose stages run from this machine;
+    `runners.cluster.ClusterJobs` gives all of them to one that sends each job to a cluster, given how to
+    start, watch, read and stop a job there. Either way the job's log carries `jepa_platform.events`, and a
+    failure ends `jepa submit` with the exit code of its kind (`jepa_platform.errors`)."""
 
     def submit(self, spec: JobSpec, on_row: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
         """Trains `spec` (resuming from its job folder), handing each metrics row to `on_row`."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jepa_platform.errors import JepaError, JobDetached
-from jepa_platform.runners.events import PREFIX, EventReader, Row, Stage
+from jepa_platform.events import PREFIX, EventReader, Row, Stage
 from jepa_platform.runners.jobstore import TERMINAL, JobNotFound, JobRecord, JobStore
 from jepa_platform.runners.stages import RunResult, StageEvent
 from jepa_platform.spec import JobSpec
@@ -116,7 +116,8 @@ class ClusterJobs:
         except JepaError as e:
             store.update(record.id, status="FAILED", error=str(e))
             raise self.refusal(e, store) from None
-        record = store.update(record.id, status="PENDING", remote_id=started.remote_id, address=started.address)
+        record = store.update(record.id, status="PENDING", remote_id=started.remote_id, address=started.address,
+                              running_as=started.running_as)
         with store.log_path(record.id).open("a") as log:
             log.write(started.note + "\n")
             if not wait:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from jepa_platform.events import Error, Event
 from jepa_platform.plugins.manager import registry
 from jepa_platform.runners.driver import drive, emit
-from jepa_platform.runners.events import Error, Event
 from jepa_platform.runners.host import finish
 from jepa_platform.runners.jobstore import JobStore
 from jepa_platform.spec import validate_spec

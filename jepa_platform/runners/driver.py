@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from jepa_platform.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, JepaError
-from jepa_platform.runners.events import Done, Error, Event, Row, Stage, encode
+from jepa_platform.events import Done, Error, Event, Row, Stage, encode
 from jepa_platform.runners.stages import RunResult, run_stages
 from jepa_platform.spec import JobSpec
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from jepa_platform.runners.events import Error, Row, Stage, encode
+from jepa_platform.events import Error, Row, Stage, encode
 from jepa_platform.runners.jobstore import TERMINAL, JobRecord, JobStore
 from jepa_platform.runners.stages import RunResult, StageEvent, run_stages
 from jepa_platform.spec import JobSpec
@@ -130,7 +130,7 @@ def start_detached(record: JobRecord, store: JobStore) -> JobRecord:
         [sys.executable, "-m", "jepa_platform.runners.detached", record.id, str(store.root)],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
     )
-    return store.update(record.id, status="RUNNING", pid=proc.pid)
+    return store.update(record.id, status="RUNNING", pid=proc.pid, running_as=f"pid {proc.pid} on this machine")
 
 
 def pid_alive(pid: int | None) -> bool:

@@ -41,6 +41,7 @@ class JobRecord:
     remote_id: str | None = None  # the cluster's job id for the ray and kubernetes targets
     address: str | None = None
     stage: str | None = None  # only this stage of a pipeline
+    running_as: str | None = None  # where the job runs, for people: "pid 123", "RayJob ns/name", ...
 
 
 def jobs_home() -> Path:

@@ -10,11 +10,11 @@ import logging
 import os
 import signal
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 from jepa_platform.errors import JepaError, TrainingError
+from jepa_platform.events import EventReader, Row
 from jepa_platform.runners.host import HostJobs
 from jepa_platform.runners.stages import RunResult, latest_step, probe_results, probe_settings
 from jepa_platform.spec import JobSpec
@@ -23,20 +23,22 @@ from jepa_platform.train.layout import METRICS_FILE, RAY_TRAIN_DIR
 from jepa_platform.train.metrics import read_metrics
 
 
-def follow_metrics(
-    url: str, on_row: Callable[[dict[str, Any]], None], stop: threading.Event, since_step: int = 0
-) -> None:
-    """Polls metrics.jsonl and hands each row past `since_step` to `on_row` until `stop` is set."""
-    seen = 0
-    while not stop.wait(0.5):
+def follow_events(queue: Any, on_row: Callable[[dict[str, Any]], None], stop: threading.Event) -> None:
+    """Reads the run's events (encoded lines, put on a Ray queue by the training loop's rank 0) and hands
+    each metrics row to `on_row`; once `stop` is set, returns when the queue is empty."""
+    from ray.util.queue import Empty
+
+    reader = EventReader()
+    while True:
         try:
-            rows = read_metrics(url)
-        except Exception:  # a half-written line; the next poll sees it whole
+            line = queue.get(timeout=0.5)
+        except Empty:
+            if stop.is_set():
+                return
             continue
-        for row in rows[seen:]:
-            if row.get("step", 0) > since_step:
-                on_row(row)
-        seen = max(seen, len(rows))
+        event = reader.feed(line)
+        if isinstance(event, Row):
+            on_row(event.values)
 
 
 class LocalRunner(HostJobs):
@@ -72,6 +74,13 @@ class LocalRunner(HostJobs):
             worker, config = probe_worker, {"settings": probe_settings(spec).model_dump(mode="json")}
         else:
             worker, config = train_worker, {"spec": spec.resolved()}
+        stop, watcher = threading.Event(), None
+        if on_row and spec.probe is None:  # the loop's events come back on a queue (an actor of no CPU)
+            from ray.util.queue import Queue
+
+            config["events"] = Queue(actor_options={"num_cpus": 0})
+            watcher = threading.Thread(target=follow_events, args=(config["events"], on_row, stop), daemon=True)
+            watcher.start()
         trainer = TorchTrainer(
             worker,
             train_loop_config=config,
@@ -91,13 +100,6 @@ class LocalRunner(HostJobs):
                 failure_config=FailureConfig(max_failures=spec.resources.max_failures),
             ),
         )
-        stop = threading.Event()
-        watcher = None
-        if on_row:
-            url = join(spec.job_dir, METRICS_FILE)
-            watcher = threading.Thread(target=follow_metrics, args=(url, on_row, stop, resumed_from or 0),
-                                       daemon=True)
-            watcher.start()
         error = None
         sigint = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
         try:
@@ -107,10 +109,10 @@ class LocalRunner(HostJobs):
         finally:
             if sigint is not None:  # Ray Train's Ctrl-C handler outlives fit(), aborting a controller that is gone
                 signal.signal(signal.SIGINT, sigint)
-            time.sleep(0.6 if watcher else 0)
             stop.set()
             if watcher:
                 watcher.join()
+                config["events"].shutdown()
         if spec.probe is not None:
             results = probe_results(spec)
             best = results["results"][results["best"]] if results else {}

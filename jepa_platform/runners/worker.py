@@ -6,11 +6,14 @@ from typing import Any
 
 
 def train_worker(config: dict[str, Any]) -> None:
+    """`config`: the resolved `spec`, and `events`, a Ray queue the runner follows (rank 0 puts the
+    run's events on it, `Trainer.emit`)."""
     import ray.train
     import ray.train.torch
     import torch
     from torch.nn.parallel import DistributedDataParallel
 
+    from jepa_platform.events import encode
     from jepa_platform.spec import validate_spec
     from jepa_platform.train.job import run_training
 
@@ -33,4 +36,6 @@ def train_worker(config: dict[str, Any]) -> None:
         del checkpoint
         ray.train.report(row)
 
-    run_training(spec, rank=ctx.get_world_rank(), world_size=world_size, device=device, wrap=wrap, report=report)
+    events = config.get("events")
+    run_training(spec, rank=ctx.get_world_rank(), world_size=world_size, device=device, wrap=wrap, report=report,
+                 on_event=(lambda event: events.put(encode(event))) if events is not None else None)

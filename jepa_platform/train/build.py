@@ -13,6 +13,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from jepa_platform.events import Event
 from jepa_platform.masks import MaskCollator
 from jepa_platform.plugins.contracts import OwnsPredictor
 from jepa_platform.plugins.manager import registry
@@ -59,6 +60,7 @@ def build_trainer(
     wrap: Callable[[nn.Module], nn.Module] | None = None,
     report: Report | None = None,
     on_step: Callable[[dict[str, Any]], None] | None = None,
+    on_event: Callable[[Event], None] | None = None,
 ) -> Trainer:
     torch.manual_seed(spec.optim.seed)  # identical initial weights on every worker
     data = spec.data
@@ -70,7 +72,7 @@ def build_trainer(
     return Trainer(
         student, teacher, MaskCollator(build_maskers(spec), seed=spec.optim.seed), dataset, spec.optim,
         num_workers=data.loader_workers, store=store, device=device, rank=rank, world_size=world_size,
-        wrap=wrap, report=report, on_step=on_step,
+        wrap=wrap, report=report, on_step=on_step, on_event=on_event,
     )
 
 

@@ -1,7 +1,8 @@
 """The training loop: one objective (predict targets of masked tokens), any teacher, resumable.
 
 Runs in plain PyTorch on CPU or GPU; runners add distribution (DDP through Ray Train) by passing
-`rank`, `world_size` and a `wrap` for the student, and a `report` callback. Nothing here imports Ray.
+`rank`, `world_size` and a `wrap` for the student, a `report` callback (collective: every rank) and an
+`on_event` sink for what the run says (rank 0, `jepa_platform.events`). Nothing here imports Ray.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from jepa_platform.data.sampler import ResumableSampler
 from jepa_platform.errors import ConfigError, TrainingError
+from jepa_platform.events import Event, Row
 from jepa_platform.masks.base import Masks
 from jepa_platform.masks.collator import MaskCollator
 from jepa_platform.plugins.contracts import EpochAware, ReportsMetrics, Teacher
@@ -156,6 +158,7 @@ class Trainer:
         wrap: Callable[[nn.Module], nn.Module] | None = None,
         report: Report | None = None,
         on_step: Callable[[dict[str, Any]], None] | None = None,
+        on_event: Callable[[Event], None] | None = None,
         cpu_shards: int | None = None,
     ):
         if len(dataset) < world_size * optim.batch_size:
@@ -170,6 +173,7 @@ class Trainer:
         self.collator, self.dataset, self.cfg = collator, dataset, optim
         self.rank, self.world_size = rank, world_size
         self.store, self.metrics, self.report, self.on_step = store, metrics, report, on_step
+        self.on_event = on_event
         self.optimizer = build_optimizer([self.student], optim)
         self.schedules = Schedules(optim)
         self.progress = Progress()
@@ -345,6 +349,16 @@ class Trainer:
             self.progress.epoch += 1
             self.progress.batch_in_epoch = 0
 
+    def emit(self, event: Event) -> None:
+        """What the run says, from rank 0 only: a metrics row goes to metrics.jsonl and its loggers, and
+        every event to the runner's sink (`on_event`), which carries it to the follower."""
+        if self.rank != 0:
+            return
+        if isinstance(event, Row) and self.metrics:
+            self.metrics.log(event.values)
+        if self.on_event:
+            self.on_event(event)
+
     def fit(self, until: int | None = None) -> dict[str, Any]:
         """Train up to step `until` (default: the configured steps); returns the last logged row."""
         until = min(until or self.cfg.steps, self.cfg.steps)
@@ -374,8 +388,8 @@ class Trainer:
                 self.on_step(row)
             done = step >= until
             log_now = step % self.cfg.log_every == 0 or done
-            if log_now and self.metrics and self.rank == 0:
-                self.metrics.log(row)
+            if log_now:
+                self.emit(Row(row))
             save_now = step % self.cfg.checkpoint_every == 0 or done
             checkpoint = self.save() if save_now else None
             if (log_now or save_now) and self.report:  # the same steps on every rank: reports are collective

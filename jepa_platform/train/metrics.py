@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -114,43 +113,3 @@ def read_metrics(url: str) -> list[dict[str, Any]]:
     if not fs.exists(path):
         return []
     return [row for _, row in parse_lines(fs.cat_file(path).decode(errors="replace"))[0]]
-
-
-def format_row(row: dict[str, Any]) -> str:
-    """One log line: `step=10 loss=0.51234 ...`."""
-    return " ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
-
-
-_STAGE_EVENT = re.compile(r"^stage (?P<name>\S+): (?P<event>starting|resuming|skipped)(?: at step (?P<step>\d+))?$")
-
-
-def format_stage_event(name: str, event: str, step: int | None) -> str:
-    """One log line for a pipeline stage `starting`, `resuming` (at a step) or `skipped`."""
-    return f"stage {name}: {event}" + (f" at step {step}" if step else "")
-
-
-def parse_stage_event(line: str) -> tuple[str, str, int | None] | None:
-    """(stage name, event, step) back from its `format_stage_event` line; None for any other line."""
-    match = _STAGE_EVENT.match(line.strip())
-    if match is None:
-        return None
-    return match["name"], match["event"], int(match["step"]) if match["step"] else None
-
-
-def parse_row(line: str) -> dict[str, Any] | None:
-    """A metrics row back from its `format_row` line (fields in any order); None for any other line."""
-    fields = line.split()
-    if not any(f.startswith("step=") for f in fields) or not all("=" in f for f in fields):
-        return None
-    row: dict[str, Any] = {}
-    for f in fields:
-        key, value = f.split("=", 1)
-        for cast in (int, float):
-            try:
-                row[key] = cast(value)
-                break
-            except ValueError:
-                continue
-        else:
-            row[key] = value
-    return row if isinstance(row.get("step"), int) else None

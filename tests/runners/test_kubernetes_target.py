@@ -17,8 +17,8 @@ import yaml
 from fake_k8s import FakeKubernetes
 
 from jepa_platform.errors import ConfigError, JobDetached
+from jepa_platform.events import Done, EventReader, Row, Stage
 from jepa_platform.runners import driver
-from jepa_platform.runners.events import Done, EventReader, Row, Stage
 from jepa_platform.runners.jobstore import JobNotFound, JobRecord, JobStore
 from jepa_platform.runners.k8s_manifest import (
     SPEC_ENV,
@@ -711,3 +711,16 @@ def test_list_target_k8s_shows_the_namespaces_rayjobs_through_the_runner(api, ru
     assert (row["rayjob"], row["job"], row["namespace"]) == ("vitl-a100", "vitl-a100", "ml")
     local = CliRunner().invoke(app, ["list", "--target", "local"])
     assert local.exit_code == 2 and "local holds no jobs of its own to list" in local.output
+
+
+def test_submit_no_wait_says_where_the_job_runs_in_the_runners_words(api, tmp_path):
+    from typer.testing import CliRunner
+
+    from jepa_platform.cli import app
+
+    spec = tmp_path / "job.yaml"
+    spec.write_text(yaml.safe_dump(cpu_job().resolved() | {"optim": {"steps": 20, "warmup_steps": 2}}))
+    result = CliRunner().invoke(app, ["submit", str(spec), "--target", "k8s", f"kubernetes.image={IMAGE}",
+                                      "--no-wait"])
+    assert result.exit_code == 0, result.output
+    assert "running as RayJob ml/cpu-smoke; follow with `jepa logs cpu-smoke-" in " ".join(result.output.split())

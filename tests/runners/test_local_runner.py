@@ -43,6 +43,8 @@ def test_submit_trains_through_ray_train_and_resubmitting_resumes(tmp_path, synt
     assert [r["step"] for r in read_metrics(str(job_dir / "metrics.jsonl"))] == [1, 2, 3, 4]
     assert (job_dir / "checkpoints" / "step_00000004" / "state.pt").is_file()
     assert yaml.safe_load((job_dir / "spec.resolved.yaml").read_text())["optim"]["steps"] == 4
+    logged = runner.invoke(app, ["logs", "job"]).output.splitlines()  # the loop's events, through Ray
+    assert [line.split()[0] for line in logged if line.startswith("step=")] == [f"step={i}" for i in (1, 2, 3, 4)]
 
     second = runner.invoke(app, ["submit", str(spec), "optim.steps=6"])
     assert second.exit_code == 0, second.output

@@ -22,9 +22,9 @@ import pytest
 import requests
 
 from jepa_platform.errors import ClusterError, ConfigError, JobDetached
+from jepa_platform.events import EventReader, Row, Stage, format_row, parse_row
 from jepa_platform.plugins.manager import set_plugins
 from jepa_platform.runners import ray_jobs
-from jepa_platform.runners.events import EventReader, Row, Stage
 from jepa_platform.runners.jobstore import TERMINAL, JobNotFound, JobRecord, JobStore
 from jepa_platform.runners.ray_jobs import (
     RayJobsRunner,
@@ -33,7 +33,7 @@ from jepa_platform.runners.ray_jobs import (
     sync_iter,
 )
 from jepa_platform.spec import ComponentSpec, validate_spec
-from jepa_platform.train.metrics import format_row, parse_row, read_metrics
+from jepa_platform.train.metrics import read_metrics
 
 slow = pytest.mark.slow
 

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from jepa_platform.cli import app
 from jepa_platform.errors import ConfigError, TrainingError
-from jepa_platform.runners.events import Error, EventReader, Row, encode
+from jepa_platform.events import Error, EventReader, Row, encode
 from jepa_platform.runners.local import worker_error_message
 from jepa_platform.spec import load_spec
 from jepa_platform.train.job import run_training

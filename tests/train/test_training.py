@@ -199,3 +199,22 @@ def test_metrics_rows_carry_schedules_throughput_and_tensorboard_events(tmp_path
     assert last["samples_seen"] == 3 * 2
     assert 0.998 < last["momentum"] < 1.0
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+
+
+def test_the_loop_emits_its_rows_as_events_that_feed_metrics_jsonl_from_rank_0_only(tmp_path):
+    from jepa_platform.events import EventReader, Row, encode
+
+    trainer = make_trainer(tmp_path, steps=4, log_every=2)
+    trainer.metrics = MetricsLog(str(tmp_path / "metrics.jsonl"))
+    lines: list[str] = []
+    trainer.on_event = lambda event: lines.append(encode(event))  # what a runner's sink carries: one line each
+    trainer.fit()
+    reader = EventReader()
+    rows = [reader.feed(line).values for line in lines]
+    assert [r["step"] for r in rows] == [2, 4] and reader.last_step == 4
+    assert rows == read_metrics(str(tmp_path / "metrics.jsonl"))  # the same rows, from the same emit
+    other = make_trainer(tmp_path / "rank1", steps=2)
+    other.rank, seen = 1, []
+    other.on_event = seen.append
+    other.emit(Row({"step": 1}))
+    assert seen == []

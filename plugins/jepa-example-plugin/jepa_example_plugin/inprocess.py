@@ -22,12 +22,16 @@ class InProcessRunner(HostJobs):
 
     def submit(self, spec, on_row: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
         from jepa_platform.errors import JepaError
+        from jepa_platform.events import Row
         from jepa_platform.train.job import run_training
+
+        def on_event(event) -> None:  # the loop's events: here, only its metrics rows matter
+            if isinstance(event, Row) and on_row:
+                on_row(event.values)
 
         resumed, _ = latest_step(spec)
         try:
-            row = run_training(spec, device=self.device,
-                               report=(lambda row, checkpoint: on_row(row)) if on_row else None)
+            row = run_training(spec, device=self.device, on_event=on_event)
         except JepaError as e:
             step, ckpt = latest_step(spec)
             return RunResult(spec.name, spec.job_dir, "FAILED", step or 0, {}, ckpt, resumed, str(e))

@@ -1,21 +1,21 @@
 """One channel for what a running job says: typed events, one serialisation, one reader.
 
-Drivers (the stage driver here, a detached job, the in-cluster entrypoints) write each event as one log
-line, `jepa-event {"v": 1, "type": ..., ...}`. Every follower (the terminal, `jepa logs`, the job store's
-log, the Ray and Kubernetes log followers) reads lines with `EventReader`; lines that are not events (a
-library's output, Ray's own log) pass through as text. The text lines of drivers before this channel
-(`step=10 loss=...`, `stage NAME: EVENT`, `error: ...`) are still read. An event of a newer version or
-an unknown type, or a torn line, is skipped with a warning.
+The training loop emits its metrics rows as events (`Trainer.emit`: metrics.jsonl, TensorBoard and the
+runner's sink are fed from them); the job driver adds stage events, the error that ended a job and `done`,
+and writes each as one log line, `jepa-event {"v": 1, "type": ..., ...}`. Every follower (the terminal,
+`jepa logs`, the job store's log, the Ray and Kubernetes log followers) reads lines with `EventReader`;
+lines that are not events (a library's output, Ray's own log) pass through as text. The text lines of
+drivers before this channel (`step=10 loss=...`, `stage NAME: EVENT`, `error: ...`) are still read. An
+event of a newer version or an unknown type, or a torn line, is skipped with a warning.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
-
-from jepa_platform.train.metrics import format_row, format_stage_event, parse_row, parse_stage_event
 
 VERSION = 1
 PREFIX = "jepa-event "
@@ -138,3 +138,44 @@ class EventReader:
             self.skipped += 1
             log.warning("skipped a job event that could not be read (%s): %s", e, text[:120])
             return None
+
+
+# -- the text forms people read (and drivers before the channel wrote) ----------------------------------
+def format_row(row: dict[str, Any]) -> str:
+    """One log line: `step=10 loss=0.51234 ...`."""
+    return " ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+
+
+_STAGE_EVENT = re.compile(r"^stage (?P<name>\S+): (?P<event>starting|resuming|skipped)(?: at step (?P<step>\d+))?$")
+
+
+def format_stage_event(name: str, event: str, step: int | None) -> str:
+    """One log line for a pipeline stage `starting`, `resuming` (at a step) or `skipped`."""
+    return f"stage {name}: {event}" + (f" at step {step}" if step else "")
+
+
+def parse_stage_event(line: str) -> tuple[str, str, int | None] | None:
+    """(stage name, event, step) back from its `format_stage_event` line; None for any other line."""
+    match = _STAGE_EVENT.match(line.strip())
+    if match is None:
+        return None
+    return match["name"], match["event"], int(match["step"]) if match["step"] else None
+
+
+def parse_row(line: str) -> dict[str, Any] | None:
+    """A metrics row back from its `format_row` line (fields in any order); None for any other line."""
+    fields = line.split()
+    if not any(f.startswith("step=") for f in fields) or not all("=" in f for f in fields):
+        return None
+    row: dict[str, Any] = {}
+    for f in fields:
+        key, value = f.split("=", 1)
+        for cast in (int, float):
+            try:
+                row[key] = cast(value)
+                break
+            except ValueError:
+                continue
+        else:
+            row[key] = value
+    return row if isinstance(row.get("step"), int) else None

@@ -3,7 +3,7 @@
 import json
 import logging
 
-from jepa_platform.runners.events import VERSION, Done, Error, EventReader, Notice, Row, Stage, encode, render
+from jepa_platform.events import VERSION, Done, Error, EventReader, Notice, Row, Stage, encode, render
 
 
 def test_every_event_type_round_trips_through_one_line_and_renders_as_before():
