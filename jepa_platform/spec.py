@@ -97,6 +97,7 @@ class ProbeSpec(ProbeSettings):
 
 NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 TARGET_ALIASES = {"k8s": "kubernetes"}
+RUNNER_SECTIONS = {"kubernetes": "kubernetes"}  # runner -> the spec section that holds its params in short
 
 
 class JobSpec(Strict):
@@ -148,15 +149,17 @@ class JobSpec(Strict):
 
     @model_validator(mode="before")
     @classmethod
-    def _kubernetes_section(cls, v: Any) -> Any:
-        """On target kubernetes, the `kubernetes:` section is folded under `target.params` (which win)."""
-        if isinstance(v, dict) and isinstance(v.get("kubernetes"), dict):
-            target = v.get("target")
-            target = {"kind": target} if isinstance(target, str) else target
-            params = target.get("params") or {} if isinstance(target, dict) else None
-            kind = target.get("kind") if isinstance(target, dict) else None
-            if isinstance(params, dict) and isinstance(kind, str) and TARGET_ALIASES.get(kind, kind) == "kubernetes":
-                v = {**v, "target": {**target, "params": deep_merge(v["kubernetes"], params)}}
+    def _runner_section(cls, v: Any) -> Any:
+        """The section of the target's runner (`RUNNER_SECTIONS`, e.g. `kubernetes:`) is folded under
+        `target.params`, which win."""
+        target = v.get("target") if isinstance(v, dict) else None
+        target = {"kind": target} if isinstance(target, str) else target
+        if not isinstance(target, dict) or not isinstance(target.get("kind"), str):
+            return v
+        section = RUNNER_SECTIONS.get(TARGET_ALIASES.get(target["kind"], target["kind"]))
+        params = target.get("params") or {}
+        if section and isinstance(v.get(section), dict) and isinstance(params, dict):
+            v = {**v, "target": {**target, "params": deep_merge(v[section], params)}}
         return v
 
     @field_validator("masks")
@@ -186,15 +189,16 @@ class JobSpec(Strict):
         out += [(f"masks[{i}]", "maskers", m) for i, m in enumerate(self.masks)]
         out.append(("data", "datasets", ComponentSpec(kind=self.data.dataset, params=self.data.params)))
         out.append(("target", "runners", self.target))
-        if self.kubernetes is not None:  # checked by the kubernetes runner's own params model
-            out.append(("kubernetes", "runners", ComponentSpec(kind="kubernetes", params=self.kubernetes)))
+        for kind, section in RUNNER_SECTIONS.items():  # checked by that runner's own params model
+            if getattr(self, section) is not None:
+                out.append((section, "runners", ComponentSpec(kind=kind, params=getattr(self, section))))
         return out
 
     def runner_params(self, kind: str) -> dict[str, Any]:
         """The params for runner `kind`: its section of the spec (`kubernetes:`, ray's `cluster.address`), then
         `target.params` when the target names it."""
-        sections = {"kubernetes": self.kubernetes or {},
-                    "ray": {"address": self.cluster.address} if self.cluster.address else {}}
+        sections = {k: getattr(self, section) or {} for k, section in RUNNER_SECTIONS.items()}
+        sections["ray"] = {"address": self.cluster.address} if self.cluster.address else {}
         own = self.target.params if self.target.kind == kind else {}
         return {**sections.get(kind, {}), **own}
 
@@ -310,7 +314,8 @@ def validate_one(raw: dict[str, Any], source: str, where: str = "") -> JobSpec:
     problems: list[str] = []
     for path, family, comp in spec.components():
         kind_path = "data.dataset" if family == "datasets" else f"{path}.kind"
-        params_path = {"datasets": "data.params"}.get(family, path if path == "kubernetes" else f"{path}.params")
+        params_path = "data.params" if family == "datasets" else (
+            path if path in RUNNER_SECTIONS.values() else f"{path}.params")
         try:
             component = registry(family).get(comp.kind)
         except PluginError as e:
@@ -323,8 +328,8 @@ def validate_one(raw: dict[str, Any], source: str, where: str = "") -> JobSpec:
             continue
         if family == "datasets":
             spec.data.params = params
-        elif path == "kubernetes":
-            spec.kubernetes = params
+        elif path in RUNNER_SECTIONS.values():
+            setattr(spec, path, params)
         else:
             comp.params = params
     if not problems:

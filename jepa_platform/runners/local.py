@@ -46,34 +46,10 @@ class LocalRunner(HostJobs):
     process, or detached in the background) is `HostJobs`."""
 
     def submit(self, spec: JobSpec, on_row: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
-        import ray
-        from ray.train import FailureConfig, RunConfig, ScalingConfig
-        from ray.train.torch import TorchConfig, TorchTrainer
-
-        from jepa_platform.runners.worker import train_worker
-
+        """Runs one stage (training, or a probe) on Ray Train's workers, to its end."""
         resumed_from, _ = latest_step(spec)
-        use_gpu = spec.resources.gpus_per_worker > 0
-        os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
-        if not ray.is_initialized():
-            # Token auth stays on; its notice is noise on a private, in-process cluster.
-            logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
-            ray.init(
-                include_dashboard=False,
-                logging_level=logging.WARNING,
-                log_to_driver=False,
-                configure_logging=True,
-                runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning"}},
-            )
-        resources = {"CPU": spec.resources.cpus_per_worker}
-        if use_gpu:
-            resources["GPU"] = spec.resources.gpus_per_worker
-        if spec.probe is not None:  # a frozen-evaluation stage
-            from jepa_platform.eval.run import probe_worker
-
-            worker, config = probe_worker, {"settings": probe_settings(spec).model_dump(mode="json")}
-        else:
-            worker, config = train_worker, {"spec": spec.resolved()}
+        start_ray()
+        worker, config = stage_worker(spec)
         stop, watcher = threading.Event(), None
         if on_row and spec.probe is None:  # the loop's events come back on a queue (an actor of no CPU)
             from ray.util.queue import Queue
@@ -81,29 +57,10 @@ class LocalRunner(HostJobs):
             config["events"] = Queue(actor_options={"num_cpus": 0})
             watcher = threading.Thread(target=follow_events, args=(config["events"], on_row, stop), daemon=True)
             watcher.start()
-        trainer = TorchTrainer(
-            worker,
-            train_loop_config=config,
-            torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
-            scaling_config=ScalingConfig(
-                num_workers=spec.resources.workers,
-                use_gpu=use_gpu,
-                resources_per_worker=resources,
-                accelerator_type=spec.resources.accelerator_type,
-            ),
-            run_config=RunConfig(
-                # Ray Train's own files live in a folder of their own inside the job; no checkpoint is
-                # registered with it (see CheckpointStore), and a snapshot that an older version left at
-                # the job root, listing pruned checkpoints, is never read again.
-                name=RAY_TRAIN_DIR,
-                storage_path=spec.job_dir,
-                failure_config=FailureConfig(max_failures=spec.resources.max_failures),
-            ),
-        )
         error = None
         sigint = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
         try:
-            trainer.fit()
+            torch_trainer(spec, worker, config).fit()
         except Exception as e:  # Ray wraps the worker's exception; keep its own message
             error = worker_error_message(e)
         finally:
@@ -113,18 +70,81 @@ class LocalRunner(HostJobs):
             if watcher:
                 watcher.join()
                 config["events"].shutdown()
-        if spec.probe is not None:
-            results = probe_results(spec)
-            best = results["results"][results["best"]] if results else {}
-            return RunResult(spec.name, spec.job_dir, "FAILED" if error or not results else "SUCCEEDED",
-                             spec.probe.epochs if results else 0, {**best, **(results or {}).get("groups", {})},
-                             None, None, error or (None if results else "the probe wrote no results"))
-        rows = read_metrics(join(spec.job_dir, METRICS_FILE))
-        step, ckpt = latest_step(spec)
-        return RunResult(
-            spec.name, spec.job_dir, "FAILED" if error else "SUCCEEDED", rows[-1]["step"] if rows else 0,
-            rows[-1] if rows else {}, ckpt, resumed_from, error,
+        return stage_result(spec, error, resumed_from)
+
+
+def start_ray() -> None:
+    """Joins the Ray of $RAY_ADDRESS (a cluster job's driver), else starts one in this process."""
+    import ray
+
+    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+    if not ray.is_initialized():
+        # Token auth stays on; its notice is noise on a private, in-process cluster.
+        logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
+        ray.init(
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+            configure_logging=True,
+            runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning"}},
         )
+
+
+def stage_worker(spec: JobSpec) -> tuple[Callable[[dict[str, Any]], None], dict[str, Any]]:
+    """The function each Ray Train worker runs for the stage, and its config."""
+    if spec.probe is not None:  # a frozen-evaluation stage
+        from jepa_platform.eval.run import probe_worker
+
+        return probe_worker, {"settings": probe_settings(spec).model_dump(mode="json")}
+    from jepa_platform.runners.worker import train_worker
+
+    return train_worker, {"spec": spec.resolved()}
+
+
+def torch_trainer(spec: JobSpec, worker: Callable[[dict[str, Any]], None], config: dict[str, Any]) -> Any:
+    """Ray Train's TorchTrainer for the stage: its workers, their resources, and restarts on failure."""
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    use_gpu = spec.resources.gpus_per_worker > 0
+    resources = {"CPU": spec.resources.cpus_per_worker}
+    if use_gpu:
+        resources["GPU"] = spec.resources.gpus_per_worker
+    return TorchTrainer(
+        worker,
+        train_loop_config=config,
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        scaling_config=ScalingConfig(
+            num_workers=spec.resources.workers,
+            use_gpu=use_gpu,
+            resources_per_worker=resources,
+            accelerator_type=spec.resources.accelerator_type,
+        ),
+        run_config=RunConfig(
+            # Ray Train's own files live in a folder of their own inside the job; no checkpoint is
+            # registered with it (see CheckpointStore), and a snapshot that an older version left at
+            # the job root, listing pruned checkpoints, is never read again.
+            name=RAY_TRAIN_DIR,
+            storage_path=spec.job_dir,
+            failure_config=FailureConfig(max_failures=spec.resources.max_failures),
+        ),
+    )
+
+
+def stage_result(spec: JobSpec, error: str | None, resumed_from: int | None) -> RunResult:
+    """What a finished stage left: a probe's best results, or training's last metrics row and checkpoint."""
+    if spec.probe is not None:
+        results = probe_results(spec)
+        best = results["results"][results["best"]] if results else {}
+        return RunResult(spec.name, spec.job_dir, "FAILED" if error or not results else "SUCCEEDED",
+                         spec.probe.epochs if results else 0, {**best, **(results or {}).get("groups", {})},
+                         None, None, error or (None if results else "the probe wrote no results"))
+    rows = read_metrics(join(spec.job_dir, METRICS_FILE))
+    step, ckpt = latest_step(spec)
+    return RunResult(
+        spec.name, spec.job_dir, "FAILED" if error else "SUCCEEDED", rows[-1]["step"] if rows else 0,
+        rows[-1] if rows else {}, ckpt, resumed_from, error,
+    )
 
 
 def worker_error_message(exc: BaseException) -> str:
