@@ -42,11 +42,13 @@ class HostJobs:
         if not wait:
             return start_detached(record, store)
         store.update(record.id, status="RUNNING", pid=os.getpid())
+        last = {"step": record.step}
         with store.log_path(record.id).open("a") as log:
 
             def log_row(row: dict[str, Any]) -> None:
                 log.write(encode(Row(row)) + "\n")
                 log.flush()
+                last["step"] = row.get("step", last["step"])
                 if on_row:
                     on_row(row)
 
@@ -58,9 +60,12 @@ class HostJobs:
 
             try:
                 results = run_stages(spec, self, stage=record.stage, on_row=log_row, on_stage=log_stage)
+            except KeyboardInterrupt:  # Ctrl-C: the checkpoints stay, and submitting again resumes from them
+                store.update(record.id, status="CANCELLED", step=last["step"],
+                             error=f"interrupted at step {last['step'] or 0}; submitting again resumes")
+                raise
             except BaseException as e:
-                status = "CANCELLED" if isinstance(e, KeyboardInterrupt) else "FAILED"
-                store.update(record.id, status=status, error=str(e))
+                store.update(record.id, status="FAILED", error=str(e) or type(e).__name__)
                 raise
         return finish(record, results, store)
 

@@ -57,12 +57,14 @@ class LocalRunner(HostJobs):
             config["events"] = Queue(actor_options={"num_cpus": 0})
             watcher = threading.Thread(target=follow_events, args=(config["events"], on_row, stop), daemon=True)
             watcher.start()
-        error = None
+        error, interrupted = None, False
         sigint = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
         try:
             torch_trainer(spec, worker, config).fit()
         except Exception as e:  # Ray wraps the worker's exception; keep its own message
             error = worker_error_message(e)
+        except (KeyboardInterrupt, SystemExit):  # Ctrl-C, which Ray Train's own handler turns into an exit
+            interrupted = True
         finally:
             if sigint is not None:  # Ray Train's Ctrl-C handler outlives fit(), aborting a controller that is gone
                 signal.signal(signal.SIGINT, sigint)
@@ -70,6 +72,8 @@ class LocalRunner(HostJobs):
             if watcher:
                 watcher.join()
                 config["events"].shutdown()
+        if interrupted:
+            raise KeyboardInterrupt
         return stage_result(spec, error, resumed_from)
 
 

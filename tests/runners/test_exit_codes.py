@@ -77,3 +77,25 @@ def test_a_failed_cluster_job_exits_1_and_its_own_error_is_shown(spec_file, jobs
         result = cli.invoke(app, ["submit", spec_file, "--target", "k8s", f"kubernetes.image={IMAGE}", "--quiet"])
     assert result.exit_code == 1, result.output
     assert "codes failed: loss is nan" in result.output
+
+
+def test_ctrl_c_on_a_job_run_here_exits_130_and_records_where_it_stopped(spec_file, jobs, monkeypatch):
+    """A runner whose stages run from this machine (`HostJobs`): interrupted after step 7, the record says
+    so, not FAILED with a bare exit status."""
+    from jepa_platform.runners import local
+    from jepa_platform.runners import stages as stage_runner
+    from jepa_platform.train.resume import ResumeCheck
+
+    def interrupted(self, spec, on_row=None):
+        on_row({"step": 7, "loss": 0.5})
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(local.LocalRunner, "submit", interrupted)
+    unchecked = lambda job, stages, **_: [ResumeCheck(s.job_dir, None) for s in stages]  # noqa: E731 - no bucket
+    monkeypatch.setattr(stage_runner, "check_stages", unchecked)
+    monkeypatch.setattr(stage_runner, "latest_step", lambda spec: (None, None))
+    monkeypatch.setattr("jepa_platform.runners.check_stages", unchecked)
+    result = cli.invoke(app, ["submit", spec_file, "--quiet"])
+    assert result.exit_code == 130, result.output
+    status = cli.invoke(app, ["status", "codes"])
+    assert "CANCELLED step 7/20" in status.output and "interrupted at step 7; submitting again resumes" in status.output
