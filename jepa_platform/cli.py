@@ -61,9 +61,13 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and t
 
 
 def load(spec: Path, overrides: list[str] | None):
+    """The validated spec; its notes for the writer go to stderr."""
     from jepa_platform.spec import load_spec
 
-    return load_spec(spec, overrides or [])
+    job = load_spec(spec, overrides or [])
+    for note in job.notes:
+        err.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+    return job
 
 
 def check_resumes(job, stages, show: bool = True) -> dict[str, int | None]:

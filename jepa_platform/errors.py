@@ -14,7 +14,16 @@ whichever runner the job was given to:
   on, and `jepa logs`/`jepa cancel` take it from there.
 """
 
+import difflib
+from collections.abc import Iterable
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """` (did you mean 'depth'?)` for a misspelt name, or '' when nothing is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class JepaError(Exception):

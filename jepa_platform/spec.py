@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import fsspec
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from jepa_platform.errors import EXIT_USAGE, ConfigError, JepaError
+from jepa_platform.errors import EXIT_USAGE, ConfigError, JepaError, did_you_mean
 from jepa_platform.eval.settings import ProbeSettings
 from jepa_platform.plugins.manager import registry
 from jepa_platform.plugins.registries import PluginError
@@ -130,6 +130,7 @@ class JobSpec(Strict):
         "fields (mappings merge, lists replace); `stage:NAME` in params refers to an earlier stage's checkpoints.",
     )
     _pipeline: list[JobSpec] = PrivateAttr(default_factory=list)
+    _notes: list[str] = PrivateAttr(default_factory=list)  # for the spec's writer; not part of the spec
 
     @field_validator("name")
     @classmethod
@@ -178,6 +179,11 @@ class JobSpec(Strict):
         """Steps of a training stage; epochs of a probe stage."""
         return self.probe.epochs if self.probe is not None else self.optim.steps
 
+    @property
+    def notes(self) -> list[str]:
+        """Notes for the spec's writer from loading it (e.g. a stage's own value winning over an override)."""
+        return list(self._notes)
+
     def pipeline(self) -> list[JobSpec]:
         """The stages to run, in order: the expanded `stages`, or this spec alone when it has none."""
         return list(self._pipeline) if self.stages else [self]
@@ -220,18 +226,49 @@ def format_loc(loc: tuple[Any, ...], prefix: str = "") -> str:
     return out or "(spec)"
 
 
-def error_lines(err: ValidationError, prefix: str = "") -> list[str]:
-    return [f"{format_loc(e['loc'], prefix)}: {e['msg']}" for e in err.errors()]
+def error_lines(err: ValidationError, prefix: str = "", model: type[BaseModel] | None = None) -> list[str]:
+    """One line per problem, `path: message`; a misspelt field of `model` gets a "did you mean" hint."""
+    lines = []
+    for e in err.errors():
+        hint = ""
+        if e["type"] == "extra_forbidden" and model is not None and isinstance(e["loc"][-1], str):
+            hint = did_you_mean(e["loc"][-1], field_names(model, e["loc"][:-1]))
+        lines.append(f"{format_loc(e['loc'], prefix)}: {e['msg']}{hint}")
+    return lines
+
+
+def field_names(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The fields of the model found at `loc` inside `model` (list indices and optionals looked through)."""
+    current: type[BaseModel] | None = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(part) if current else None
+        current = model_in(field.annotation) if field else None
+        if current is None:
+            return []
+    return list(current.model_fields)
+
+
+def model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def parse_override(text: str) -> tuple[list[str | int], Any]:
-    """`a.b[1].c=value` -> (["a", "b", 1, "c"], value). Lists and mappings are YAML; scalars stay
-    strings for the schema to type (so `name=007` stays a string and `steps=10` becomes an int)."""
+    """`a.b[1].c=value` -> (["a", "b", 1, "c"], value); `[*]` (every element) stays "*". Lists and
+    mappings are YAML; scalars stay strings for the schema to type (so `name=007` stays a string and
+    `steps=10` becomes an int; a stage's overrides are typed by the stage's schema the same way)."""
     if "=" not in text:
         raise SpecError(f"override {text!r}: expected KEY=VALUE, e.g. optim.steps=100")
     key, raw = text.split("=", 1)
     path: list[str | int] = []
-    for part in re.split(r"\.|\[(\d+)\]", key.strip()):
+    for part in re.split(r"\.|\[(\d+|\*)\]", key.strip()):
         if part:
             path.append(int(part) if part.isdigit() else part)
     if not path:
@@ -248,31 +285,61 @@ def parse_override(text: str) -> tuple[list[str | int], Any]:
 
 
 def apply_override(raw: dict[str, Any], text: str) -> None:
+    """Sets one `KEY=VALUE` in the raw spec; `stages[*].KEY=VALUE` sets it in every stage."""
     path, value = parse_override(text)
-    node: Any = raw
-    for i, part in enumerate(path[:-1]):
-        nxt = path[i + 1]
-        if isinstance(node, list):
-            if not isinstance(part, int) or part >= len(node):
-                raise SpecError(f"override {text!r}: {format_loc(tuple(path[: i + 1]))} is out of range")
-            node = node[part]
-            continue
-        if part not in node or node[part] is None:
-            if part in ("masks",):  # default lists must be materialised before an index can be set
-                node[part] = [m.model_dump() for m in JobSpec.model_fields["masks"].default_factory()]
-            else:
-                node[part] = [] if isinstance(nxt, int) else {}
-        node = node[part]
-    last = path[-1]
+    set_path(raw, path, value, text)
+
+
+def set_path(node: Any, path: list[str | int], value: Any, text: str, done: tuple[Any, ...] = ()) -> None:
+    part, rest = path[0], path[1:]
+    if part == "*":
+        if not isinstance(node, list) or not node:
+            raise SpecError(f"override {text!r}: {format_loc(done) if done else 'the spec'} has no elements "
+                            "for [*] to set")
+        for i, element in enumerate(node):
+            set_path(element, rest, value, text, (*done, i))
+        return
     if isinstance(node, list):
-        if not isinstance(last, int) or last > len(node):
-            raise SpecError(f"override {text!r}: index out of range")
-        if last == len(node):
-            node.append(value)
+        return set_element(node, path, value, text, done)
+    if not isinstance(node, dict):
+        raise SpecError(f"override {text!r}: {format_loc(done)} is a value, not a mapping")
+    if not rest:
+        node[part] = value
+        return
+    if part not in node or node[part] is None:
+        if part == "masks":  # default lists must be materialised before an index can be set
+            node[part] = [m.model_dump() for m in JobSpec.model_fields["masks"].default_factory()]
         else:
-            node[last] = value
-    else:
-        node[last] = value
+            node[part] = [] if isinstance(rest[0], int) or rest[0] == "*" else {}
+    set_path(node[part], rest, value, text, (*done, part))
+
+
+def set_element(node: list[Any], path: list[str | int], value: Any, text: str, done: tuple[Any, ...]) -> None:
+    part, rest = path[0], path[1:]
+    if not isinstance(part, int) or part > len(node) or (rest and part == len(node)):
+        raise SpecError(f"override {text!r}: {format_loc((*done, part))} is out of range")
+    if not rest:
+        node.append(value) if part == len(node) else node.__setitem__(part, value)
+        return
+    set_path(node[part], rest, value, text, (*done, part))
+
+
+def shadowed_overrides(raw: dict[str, Any], overrides: list[str]) -> list[str]:
+    """Notes for job-level overrides that a stage's own value overrides in turn (the stage's value wins)."""
+    notes = []
+    for text in overrides:
+        path, _ = parse_override(text)
+        if path[0] == "stages":
+            continue
+        for stage in raw.get("stages") or []:
+            node: Any = stage
+            for part in path:
+                node = node.get(part) if isinstance(node, dict) else None
+            if node is not None and isinstance(stage, dict):
+                key = format_loc(tuple(path))
+                notes.append(f"{text}: stage {stage.get('name')!r} sets its own {key} ({node}), which wins there; "
+                             f"stages[*].{key}={text.split('=', 1)[1]} sets it in every stage")
+    return notes
 
 
 def read_yaml(url: str) -> dict[str, Any]:
@@ -298,9 +365,21 @@ def validate_spec(raw: dict[str, Any], source: str = "spec") -> JobSpec:
     stages = raw.get("stages") or []
     if not stages:
         return spec
-    spec.stages = stages
     spec._pipeline = expand_stages(base_raw, spec, stages, source)
+    spec.stages = [typed_like(stage, s.resolved()) for stage, s in zip(stages, spec._pipeline, strict=True)]
     return spec
+
+
+def typed_like(raw: Any, resolved: Any) -> Any:
+    """A stage's overrides as written, each value replaced by the validated one at its path (so `'20'`
+    given on the command line reads 20, as it will run); `stage:NAME` references stay as written."""
+    if isinstance(raw, dict) and isinstance(resolved, dict):
+        return {k: typed_like(v, resolved[k]) if k in resolved else v for k, v in raw.items()}
+    if isinstance(raw, list) and isinstance(resolved, list) and len(raw) == len(resolved):
+        return [typed_like(a, b) for a, b in zip(raw, resolved, strict=True)]
+    if isinstance(raw, str) and raw.startswith(STAGE_REF):
+        return raw
+    return raw if isinstance(raw, dict | list) else resolved
 
 
 def validate_one(raw: dict[str, Any], source: str, where: str = "") -> JobSpec:
@@ -310,7 +389,7 @@ def validate_one(raw: dict[str, Any], source: str, where: str = "") -> JobSpec:
     try:
         spec = JobSpec.model_validate(raw)
     except ValidationError as e:
-        raise fail(error_lines(e, where)) from None
+        raise fail(error_lines(e, where, JobSpec)) from None
     problems: list[str] = []
     for path, family, comp in spec.components():
         kind_path = "data.dataset" if family == "datasets" else f"{path}.kind"
@@ -324,7 +403,7 @@ def validate_one(raw: dict[str, Any], source: str, where: str = "") -> JobSpec:
         try:
             params = component.config.model_validate(comp.params).model_dump(mode="json")
         except ValidationError as e:
-            problems += error_lines(e, format_loc((params_path,), where))
+            problems += error_lines(e, format_loc((params_path,), where), component.config)
             continue
         if family == "datasets":
             spec.data.params = params
@@ -411,10 +490,14 @@ def cross_checks(spec: JobSpec) -> list[str]:
 
 
 def load_spec(url: str | Path, overrides: list[str] | None = None) -> JobSpec:
+    """The spec file with `KEY=VALUE` overrides applied, validated; `notes` says where a stage's own value
+    wins over a job-level override."""
     raw = read_yaml(str(url))
     for text in overrides or []:
         apply_override(raw, text)
-    return validate_spec(raw, source=str(url))
+    spec = validate_spec(raw, source=str(url))
+    spec._notes = shadowed_overrides(raw, overrides or [])
+    return spec
 
 
 def json_schema() -> dict[str, Any]:

@@ -107,3 +107,55 @@ def test_json_schema_covers_the_spec_and_every_component():
     json.dumps(schema)
     assert set(JobSpec.model_fields) <= set(schema["properties"])
     assert "num_blocks" in schema["x-jepa-components"]["maskers"]["multiblock"]["properties"]
+
+
+PIPELINE = {**MINIMAL, "optim": {"steps": 10, "warmup_steps": 1},
+            "stages": [{"name": "teacher", "optim": {"steps": 5}}, {"name": "student"}]}
+
+
+def test_stage_overrides_keep_their_type_in_the_resolved_spec(tmp_path):
+    spec = load_spec(write(tmp_path, PIPELINE), ["stages[0].optim.steps=20", "stages[1].optim.lr=0.01"])
+    assert spec.stages == [{"name": "teacher", "optim": {"steps": 20}}, {"name": "student", "optim": {"lr": 0.01}}]
+    assert "steps: '20'" not in spec.to_yaml() and [s.optim.steps for s in spec.pipeline()] == [20, 10]
+    again = validate_spec(yaml.safe_load(spec.to_yaml()))  # the resolved spec runs the same stages
+    assert [s.resolved() for s in again.pipeline()] == [s.resolved() for s in spec.pipeline()]
+
+
+def test_one_override_reaches_every_stage_and_a_stage_that_wins_is_named(tmp_path):
+    path = write(tmp_path, PIPELINE)
+    spec = load_spec(path, ["optim.steps=20"])
+    assert [s.optim.steps for s in spec.pipeline()] == [5, 20]
+    assert spec.notes == ["optim.steps=20: stage 'teacher' sets its own optim.steps (5), which wins there; "
+                          "stages[*].optim.steps=20 sets it in every stage"]
+    every = load_spec(path, ["stages[*].optim.steps=20"])
+    assert [s.optim.steps for s in every.pipeline()] == [20, 20] and every.notes == []
+    masks = load_spec(path, ["masks[*].params.num_blocks=3"])
+    assert [m.params["num_blocks"] for m in masks.masks] == [3, 3]
+    with pytest.raises(SpecError, match=r"optim\.steps is a value, not a mapping"):
+        load_spec(path, ["optim.steps.x=1"])
+    with pytest.raises(SpecError, match=r"'name\[0\]=x': name is a value, not a mapping"):
+        load_spec(path, ["name[0]=x"])
+    with pytest.raises(SpecError, match=r"data has no elements for \[\*\]"):
+        load_spec(path, ["data[*].x=1"])
+
+
+def test_a_misspelt_field_param_or_kind_gets_a_did_you_mean():
+    cases = {
+        "optim.stpes: Extra inputs are not permitted (did you mean 'steps'?)": {"optim": {"stpes": 3}},
+        "backbone.params.dpeth: Extra inputs are not permitted (did you mean 'depth'?)":
+            {"backbone": {"kind": "vit", "params": {"dpeth": 3}}},
+        "kubernetes.secrets.gcs_kye: Extra inputs are not permitted (did you mean 'gcs_key'?)":
+            {"kubernetes": {"secrets": {"gcs_kye": "a/b"}}},
+        "stages[0].data.resolutoin: Extra inputs are not permitted (did you mean 'resolution'?)":
+            {"stages": [{"name": "a", "data": {"resolutoin": 3}}]},
+    }
+    for message, extra in cases.items():
+        with pytest.raises(SpecError) as e:
+            validate_spec({**MINIMAL, **extra})
+        assert message in str(e.value), str(e.value)
+    with pytest.raises(SpecError, match=r"backbone\.kind: unknown backbones kind 'vitt' \(known: .*vit.*\) "
+                       r"\(did you mean 'vit'\?\)"):
+        validate_spec({**MINIMAL, "backbone": {"kind": "vitt"}})
+    with pytest.raises(SpecError) as e:  # nothing close: the list only
+        validate_spec({**MINIMAL, "backbone": {"kind": "zzz"}})
+    assert "unknown backbones kind 'zzz' (known: " in str(e.value) and "did you mean" not in str(e.value)

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from jepa_platform.errors import EXIT_USAGE, JepaError
+from jepa_platform.errors import EXIT_USAGE, JepaError, did_you_mean
 
 FAMILIES = ("backbones", "predictors", "maskers", "teachers", "probes", "datasets", "runners", "loggers")
 
@@ -77,7 +77,8 @@ class Registry:
             return self._items[name]
         except KeyError:
             known = ", ".join(sorted(self._items)) or "none"
-            raise PluginError(f"unknown {self.family} kind {name!r} (known: {known})") from None
+            raise PluginError(f"unknown {self.family} kind {name!r} (known: {known})"
+                              f"{did_you_mean(name, self._items)}") from None
 
     def __contains__(self, name: str) -> bool:
         return name in self._items
