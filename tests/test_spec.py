@@ -159,3 +159,34 @@ def test_a_misspelt_field_param_or_kind_gets_a_did_you_mean():
     with pytest.raises(SpecError) as e:  # nothing close: the list only
         validate_spec({**MINIMAL, "backbone": {"kind": "zzz"}})
     assert "unknown backbones kind 'zzz' (known: " in str(e.value) and "did you mean" not in str(e.value)
+
+
+def test_the_json_schema_checks_each_components_params_by_kind(tmp_path):
+    """What an editor does with `jepa schema`: the example specs (as written and resolved) pass; a misspelt
+    kind or param, in any component family, fails."""
+    from pathlib import Path
+
+    import jsonschema
+
+    schema = json_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    for example in sorted(Path(__file__).parents[1].glob("examples/*.yaml")):
+        raw = yaml.safe_load(example.read_text())
+        assert not list(validator.iter_errors(raw)), example.name
+    assert not list(validator.iter_errors(validate_spec(dict(PIPELINE)).resolved()))
+    assert not list(validator.iter_errors({**MINIMAL, "target": "k8s", "kubernetes": {"namespace": "ml"}}))
+    bad = {
+        "kind": {"backbone": {"kind": "vitt"}},
+        "param": {"backbone": {"kind": "vit", "params": {"dpeth": 3}}},
+        "a param of the wrong type": {"backbone": {"kind": "vit", "params": {"depth": "deep"}}},
+        "mask param": {"masks": [{"kind": "multiblock", "params": {"num_blokcs": 3}}]},
+        "teacher": {"teacher": {"kind": "ema", "params": {"momentumm": [0.99, 1.0]}}},
+        "runner": {"target": "nowhere"},
+        "runner param": {"target": {"kind": "ray", "params": {"adress": "http://h:8265"}}},
+        "kubernetes section": {"kubernetes": {"namspace": "ml"}},
+        "dataset param": {"data": {"dataset": "synthetic", "params": {"videos_per_clas": 2}}},
+        "default dataset's param": {"data": {"train": "a.csv", "params": {"size": 64}}},
+    }
+    for what, extra in bad.items():
+        assert list(validator.iter_errors({**MINIMAL, **extra})), what
