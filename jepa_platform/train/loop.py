@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 import math
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -30,6 +28,7 @@ from jepa_platform.masks.collator import MaskCollator
 from jepa_platform.plugins.contracts import EpochAware, ReportsMetrics, Teacher
 from jepa_platform.train.checkpoint import CheckpointStore
 from jepa_platform.train.config import OptimConfig
+from jepa_platform.train.cpu_shards import CpuShards, Shard, split_batch
 from jepa_platform.train.metrics import MetricsLog
 from jepa_platform.train.optim import Schedules, build_optimizer
 
@@ -60,56 +59,6 @@ def autocast_for(device: torch.device, precision: str):
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
-
-
-Shard = tuple[torch.Tensor, list[Masks]]
-
-
-def split_batch(clips: torch.Tensor, masks: list[Masks], parts: int) -> list[Shard]:
-    """Cuts clips [B, ...] and their masks (every field batch-first) into `parts` contiguous shards whose
-    sizes differ by at most one."""
-    bounds = [clips.shape[0] * i // parts for i in range(parts + 1)]
-    return [(clips[lo:hi], [_batch_rows(m, lo, hi) for m in masks]) for lo, hi in itertools.pairwise(bounds)]
-
-
-def _batch_rows(masks: Masks, lo: int, hi: int) -> Masks:
-    return dataclasses.replace(masks, **{f.name: getattr(masks, f.name)[lo:hi] for f in dataclasses.fields(masks)})
-
-
-class CpuShards:
-    """Runs per-shard work side by side on CPU threads, splitting torch's intra-op threads between them.
-
-    On a few cores, intra-op threading of a ViT step scales poorly (every op forks and joins both cores;
-    many are small); a batch cut into one shard per core keeps each core busy between two joins per step.
-    """
-
-    def __init__(self, count: int):
-        self.count = count
-        self.pool = ThreadPoolExecutor(count, thread_name_prefix="jepa-shard")
-
-    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
-        threads = torch.get_num_threads()
-        per_shard = max(1, threads // len(items))
-
-        def run(item):
-            torch.set_num_threads(per_shard)
-            return fn(item)
-
-        futures = [self.pool.submit(run, item) for item in items]
-        wait(futures)  # all of them, also when one fails, before the threads are given back
-        torch.set_num_threads(threads)
-        return [f.result() for f in futures]
-
-
-def sum_in_order(grads_per_shard: Sequence[Sequence[torch.Tensor | None]]) -> list[torch.Tensor | None]:
-    """Per parameter, the sum of its shards' gradients in shard order (so a step is deterministic)."""
-    total = list(grads_per_shard[0])
-    for grads in grads_per_shard[1:]:
-        both = [i for i, g in enumerate(grads) if g is not None and total[i] is not None]
-        if both:
-            torch._foreach_add_([total[i] for i in both], [grads[i] for i in both])
-        total = [g if t is None else t for t, g in zip(total, grads, strict=True)]
-    return total
 
 
 def has_random_layers(module: nn.Module) -> bool:
@@ -245,19 +194,51 @@ class Trainer:
 
     # -- steps -----------------------------------------------------------------------------------
     def train_step(self, clips: torch.Tensor) -> dict[str, float]:
-        """One optimiser step on a batch of clips [B, C, T, H, W]; returns its metrics."""
+        """One optimiser step on a batch of clips [B, C, T, H, W]: the teacher's targets and the student's
+        predictions give each mask's loss (`mask_losses`, on the whole batch or on CPU shards side by
+        side), then the optimiser steps and the teacher updates. Returns the step's metrics."""
         clips = clips.to(self.device, non_blocking=True)
-        grid = self.student.encoder.token_grid(clips.shape)
-        masks = [m.to(self.device, non_blocking=True) for m in self.collator(clips.shape[0], grid)]
+        masks = self.masks_for(clips)
         lr, wd = self.schedules.apply(self.optimizer, self.progress.step)
         self.model.train()
+        losses, loss, backward = self.losses(clips, masks)
+        grad_norm = self.optimiser_step(loss, backward)
+        self.progress.step += 1
+        self.teacher.after_step(self.progress.step)
+        row = {"loss": loss.item(), "lr": lr, "wd": wd, "grad_norm": float(grad_norm)}
+        row.update({f"loss_mask{i}": v.item() for i, v in enumerate(losses)})
+        return row
+
+    def masks_for(self, clips: torch.Tensor) -> list[Masks]:
+        """This step's masks (one set per masker) for the batch's token grid, on the device."""
+        grid = self.student.encoder.token_grid(clips.shape)
+        return [m.to(self.device, non_blocking=True) for m in self.collator(clips.shape[0], grid)]
+
+    def mask_losses(self, shard: Shard) -> list[torch.Tensor]:
+        """Each mask's loss on a batch (or a shard of it): the teacher's targets against the student's
+        predictions of the tokens the mask hides."""
+        clips, masks = shard
+        with autocast_for(self.device, self.cfg.precision):
+            targets = self.teacher.targets(clips, masks)
+            predictions = self.model(clips, masks)
+            return [self.teacher.loss(p.float(), t.float()) for p, t in zip(predictions, targets, strict=True)]
+
+    def losses(self, clips: torch.Tensor, masks: list[Masks]
+               ) -> tuple[list[torch.Tensor], torch.Tensor, Callable[[], None]]:
+        """(each mask's loss, the loss, its backward), from the whole batch or from CPU shards."""
         shards = self.shard_count(clips.shape[0])
         if shards == 1:
-            losses = self._losses((clips, masks))
+            losses = self.mask_losses((clips, masks))
             loss = torch.stack(losses).mean()
-            backward = loss.backward
-        else:
-            losses, loss, backward = self._sharded_forward(split_batch(clips, masks, shards))
+            return losses, loss, loss.backward
+        if self._shards is None or self._shards.count != shards:
+            self._shards = CpuShards(shards)
+        params = [p for p in self.student.parameters() if p.requires_grad]
+        return self._shards.losses(self.mask_losses, split_batch(clips, masks, shards), params)
+
+    def optimiser_step(self, loss: torch.Tensor, backward: Callable[[], None]) -> torch.Tensor:
+        """Gradients (after checking the loss is finite on every rank), clipping, the update; returns the
+        gradient norm."""
         self._check_finite(loss)
         self.optimizer.zero_grad(set_to_none=True)
         backward()
@@ -267,11 +248,7 @@ class Trainer:
         else:
             grad_norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))
         self.optimizer.step()
-        self.progress.step += 1
-        self.teacher.after_step(self.progress.step)
-        row = {"loss": loss.item(), "lr": lr, "wd": wd, "grad_norm": float(grad_norm)}
-        row.update({f"loss_mask{i}": v.item() for i, v in enumerate(losses)})
-        return row
+        return grad_norm
 
     def shard_count(self, batch: int) -> int:
         """Shards this step's batch runs as (1: whole); see the class docstring for when."""
@@ -285,37 +262,6 @@ class Trainer:
             return 1
         wanted = torch.get_num_threads() if self.cpu_shards is None else self.cpu_shards
         return max(1, min(wanted, batch))
-
-    def _losses(self, shard: Shard) -> list[torch.Tensor]:
-        """Each mask's loss on a (part of the) batch: teacher targets against student predictions."""
-        clips, masks = shard
-        with autocast_for(self.device, self.cfg.precision):
-            targets = self.teacher.targets(clips, masks)
-            predictions = self.model(clips, masks)
-            return [self.teacher.loss(p.float(), t.float()) for p, t in zip(predictions, targets, strict=True)]
-
-    def _sharded_forward(self, shards: list[Shard]):
-        """Forward of each shard on its own core; returns the batch's per-mask losses, its loss and a
-        backward that sets each parameter's `.grad` to the sum of the shards' gradients."""
-        if self._shards is None or self._shards.count != len(shards):
-            self._shards = CpuShards(len(shards))
-        runner = self._shards
-        shard_losses = runner.map(self._losses, shards)
-        # every clip has the same number of target tokens per mask, so clip-weighted means are batch means
-        weights = [len(clips) / sum(len(c) for c, _ in shards) for clips, _ in shards]
-        objectives = [w * torch.stack(losses).mean() for w, losses in zip(weights, shard_losses, strict=True)]
-        with torch.no_grad():
-            losses = [sum(w * ls[i] for w, ls in zip(weights, shard_losses, strict=True))
-                      for i in range(len(shard_losses[0]))]
-            loss = sum(objectives)
-        params = [p for p in self.student.parameters() if p.requires_grad]
-
-        def backward() -> None:
-            grads = runner.map(lambda o: torch.autograd.grad(o, params, allow_unused=True), objectives)
-            for p, g in zip(params, sum_in_order(grads), strict=True):
-                p.grad = g
-
-        return losses, loss, backward
 
     def _check_finite(self, loss: torch.Tensor) -> None:
         bad = (~torch.isfinite(loss.detach())).float()

@@ -11,7 +11,8 @@ from jepa_platform.models.predictor import Predictor
 from jepa_platform.models.vit import video_vit
 from jepa_platform.teachers.ema import EmaTeacher
 from jepa_platform.train.config import OptimConfig
-from jepa_platform.train.loop import CpuShards, JepaStudent, Trainer, split_batch, sum_in_order
+from jepa_platform.train.cpu_shards import CpuShards, split_batch, sum_in_order
+from jepa_platform.train.loop import JepaStudent, Trainer
 
 
 def sharded_trainer(cpu_shards, drop_path=0.0, wrap=None):
