@@ -126,6 +126,12 @@ class StepFlops:
     def total(self) -> float:
         return self.teacher_forward + self.encoder_train + self.head_train
 
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> StepFlops:
+        """Back from `as_dict` (the total is recomputed), with the notes when given."""
+        return cls(values["teacher_forward"], values["encoder_train"], values["head_train"],
+                   tuple(values.get("notes", ())))
+
     def as_dict(self) -> dict[str, float]:
         return {
             "teacher_forward": self.teacher_forward,

@@ -15,7 +15,7 @@ from jepa_platform.plugins.manager import registry
 from jepa_platform.spec import JobSpec
 from jepa_platform.train.build import build_trainer
 from jepa_platform.train.checkpoint import join, write_bytes_atomic
-from jepa_platform.train.flops import estimate_step_flops
+from jepa_platform.train.flops import StepFlops, estimate_step_flops
 from jepa_platform.train.layout import CHECKPOINTS, FLOPS_FILE, METRICS_FILE, SPEC_FILE, TENSORBOARD
 from jepa_platform.train.loop import Trainer
 from jepa_platform.train.metrics import MetricsLog
@@ -35,10 +35,11 @@ def upstream_flops(spec: JobSpec) -> float:
     return float(json.loads(fs.cat_file(path))["pipeline_flops"])
 
 
-def record_flops(spec: JobSpec, trainer: Trainer) -> None:
-    """Counts one global step's FLOPs at the run's shapes (on the meta device: no compute) and writes
-    flops.json; the loop then logs cumulative `flops` and `pipeline_flops` (earlier stages included)."""
-    step = estimate_step_flops(spec)
+def record_flops(spec: JobSpec, trainer: Trainer, step: StepFlops | None = None) -> None:
+    """Hands one global step's FLOPs to the loop, which logs cumulative `flops` and `pipeline_flops`
+    (earlier stages included), and writes flops.json. `step` is the count the runner made once for the
+    stage (`estimate_step_flops`, what `jepa flops` prints); without it, it is counted here."""
+    step = step or estimate_step_flops(spec)
     trainer.flops_per_step = step.total()
     trainer.upstream_flops = upstream_flops(spec)
     if trainer.rank == 0:
@@ -50,14 +51,15 @@ def record_flops(spec: JobSpec, trainer: Trainer) -> None:
         write_bytes_atomic(join(spec.job_dir, FLOPS_FILE), json.dumps(info, indent=1).encode())
 
 
-def run_training(spec: JobSpec, **kwargs: Any) -> dict[str, Any]:
+def run_training(spec: JobSpec, step_flops: StepFlops | None = None, **kwargs: Any) -> dict[str, Any]:
     """Train (resuming from the job's last checkpoint if there is one); returns the last metrics row.
 
     The resolved spec, metrics.jsonl and flops.json are written beside the checkpoints under `spec.job_dir`.
+    A runner with several workers counts the step's FLOPs once and hands them in as `step_flops`.
     """
     trainer = build_trainer(spec, **kwargs)
     resumed = trainer.resume()
-    record_flops(spec, trainer)
+    record_flops(spec, trainer, step_flops)
     if trainer.rank == 0:
         pin_teacher(spec, resumed=resumed is not None)  # a SALT student stays on the teacher it started with
         write_bytes_atomic(join(spec.job_dir, SPEC_FILE), spec.to_yaml().encode())

@@ -1,5 +1,6 @@
 """`jepa submit` on the local target: embedded Ray, Ray Train TorchTrainer, real videos."""
 
+import json
 import os
 import signal
 import subprocess
@@ -44,6 +45,11 @@ def test_submit_trains_through_ray_train_and_resubmitting_resumes(tmp_path, synt
     assert (job_dir / "checkpoints" / "step_00000004" / "state.pt").is_file()
     assert yaml.safe_load((job_dir / "spec.resolved.yaml").read_text())["optim"]["steps"] == 4
     logged = runner.invoke(app, ["logs", "job"]).output.splitlines()  # the loop's events, through Ray
+    counted = json.loads(runner.invoke(app, ["flops", str(spec), "--json"]).stdout)["stages"]["job"]["per_step"]
+    written = json.loads((job_dir / "flops.json").read_text())["per_step"]
+    assert counted == written  # counted once for the stage, as `jepa flops` counts it, and handed down
+    assert [r["flops"] for r in read_metrics(str(job_dir / "metrics.jsonl"))] == [
+        pytest.approx(s * counted["total"]) for s in (1, 2, 3, 4)]
     assert [line.split()[0] for line in logged if line.startswith("step=")] == [f"step={i}" for i in (1, 2, 3, 4)]
 
     second = runner.invoke(app, ["submit", str(spec), "optim.steps=6"])
