@@ -51,6 +51,16 @@ def build_maskers(spec: JobSpec) -> list[Any]:
     return [registry("maskers").get(m.kind).build(m.params) for m in spec.masks]
 
 
+def build_components(
+    spec: JobSpec, teacher_for: Callable[[JobSpec, nn.Module], Any] | None = None
+) -> tuple[JepaStudent, Any, list[Any]]:
+    """(student, teacher, maskers): the one assembly of a job's model, for training and for counting its
+    FLOPs. `teacher_for` replaces `build_teacher` (a FLOP count's stand-in for a teacher not yet trained)."""
+    encoder = build_encoder(spec)
+    teacher = (teacher_for or build_teacher)(spec, encoder)
+    return build_student(spec, encoder, teacher), teacher, build_maskers(spec)
+
+
 def build_trainer(
     spec: JobSpec,
     *,
@@ -64,13 +74,11 @@ def build_trainer(
 ) -> Trainer:
     torch.manual_seed(spec.optim.seed)  # identical initial weights on every worker
     data = spec.data
-    encoder = build_encoder(spec)
-    teacher = build_teacher(spec, encoder)
-    student = build_student(spec, encoder, teacher)
+    student, teacher, maskers = build_components(spec)
     dataset = registry("datasets").get(data.dataset).build(data.params, data=data, source=data.train, train=True)
     store = CheckpointStore(join(spec.job_dir, CHECKPOINTS), keep=spec.optim.keep_checkpoints)
     return Trainer(
-        student, teacher, MaskCollator(build_maskers(spec), seed=spec.optim.seed), dataset, spec.optim,
+        student, teacher, MaskCollator(maskers, seed=spec.optim.seed), dataset, spec.optim,
         num_workers=data.loader_workers, store=store, device=device, rank=rank, world_size=world_size,
         wrap=wrap, report=report, on_step=on_step, on_event=on_event,
     )

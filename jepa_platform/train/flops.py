@@ -313,12 +313,19 @@ def _build_teacher(spec: JobSpec, encoder: nn.Module) -> tuple[Any, tuple[str, .
 
 
 def build_components(spec: JobSpec) -> tuple[nn.Module, Any, list[Any], tuple[str, ...]]:
-    """(JepaStudent, teacher, maskers, notes) as `train.build.build_trainer` builds them, without the data."""
-    from jepa_platform.train.build import build_encoder, build_maskers, build_student
+    """(JepaStudent, teacher, maskers, notes), assembled by `train.build.build_components` as for training;
+    a teacher that cannot be built here is priced by a stand-in, and `notes` says so."""
+    from jepa_platform.train import build
 
-    encoder = build_encoder(spec)
-    teacher, notes = _build_teacher(spec, encoder)
-    return build_student(spec, encoder, teacher), teacher, build_maskers(spec), notes
+    notes: list[str] = []
+
+    def teacher_for(spec: JobSpec, encoder: nn.Module) -> Any:
+        teacher, why = _build_teacher(spec, encoder)
+        notes.extend(why)
+        return teacher
+
+    student, teacher, maskers = build.build_components(spec, teacher_for)
+    return student, teacher, maskers, tuple(notes)
 
 
 def _first_rows(masks: Masks, n: int) -> Masks:
