@@ -1,0 +1,220 @@
+"""The job spec's model: one YAML file describing a whole run, each component named by `kind` with
+`params` its own model checks (`spec.validation`)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from jepa_platform.errors import EXIT_USAGE, JepaError
+from jepa_platform.eval.settings import ProbeSettings
+from jepa_platform.train.checkpoint import join
+from jepa_platform.train.config import OptimConfig
+
+
+class SpecError(JepaError):
+    """A spec that does not validate; the message lists every problem with its path."""
+
+    exit_code = EXIT_USAGE
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ComponentSpec(Strict):
+    kind: str = Field(description="Registered component name (see `jepa components`).")
+    params: dict[str, Any] = Field(default_factory=dict, description="Validated by the component's own model.")
+
+
+def multiblock(num_blocks: int, scale: float) -> ComponentSpec:
+    return ComponentSpec(kind="multiblock", params={"num_blocks": num_blocks, "spatial_scale": [scale, scale]})
+
+
+class DataSpec(Strict):
+    dataset: str = Field("video", description="Registered dataset kind.")
+    train: str | None = Field(
+        None, description="Training manifest (`path label` CSV) or folder of videos; any fsspec URL."
+    )
+    val: str | None = None
+    frames: int = Field(16, ge=1)
+    stride: int = Field(4, ge=1)
+    resolution: int = Field(224, ge=1)
+    loader_workers: int = Field(2, ge=0, description="DataLoader processes per training worker.")
+    seed: int = 0
+    params: dict[str, Any] = Field(default_factory=dict, description="Validated by the dataset kind's model.")
+
+    _absolute = field_validator("train", "val")(classmethod(lambda cls, v: absolute_local(v)))
+
+
+class ResourcesSpec(Strict):
+    workers: int = Field(1, ge=1, description="Ray Train workers (one process, one GPU each on GPU pools).")
+    cpus_per_worker: float = Field(1, gt=0)
+    gpus_per_worker: float = Field(0, ge=0)
+    accelerator_type: str | None = Field(None, description="e.g. A100, H100; a Ray accelerator_type.")
+    max_failures: int = Field(0, ge=-1, description="Worker-group restarts Ray Train may make (-1: unlimited).")
+
+
+def absolute_local(url: str | None) -> str | None:
+    """Local paths are taken from the current folder and made absolute, so that workers in other
+    folders (Ray Train workers, later stages) find the same files; URLs are left as they are."""
+    if url is None or "://" in url:
+        return url
+    return str(Path(url).expanduser().resolve())
+
+
+class StorageSpec(Strict):
+    output: str = Field(
+        "./runs", validate_default=True, description="Output root: a local path, s3:// or gs:// URL."
+    )
+
+    _absolute = field_validator("output")(classmethod(lambda cls, v: absolute_local(v)))
+
+
+class ClusterSpec(Strict):
+    address: str | None = Field(
+        None, description="Target ray: the Ray dashboard's address, e.g. http://HOST:8265 (--address overrides it; "
+        "without either, $JEPA_RAY_ADDRESS).",
+    )
+
+
+class ProbeSpec(ProbeSettings):
+    """A frozen evaluation run as this stage instead of training (what `jepa probe` runs). `checkpoint:
+    stage:NAME` probes an earlier stage; backbone and clip sizes default to that stage's; `output`
+    defaults to this stage's folder."""
+
+
+NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+TARGET_ALIASES = {"k8s": "kubernetes"}
+
+
+RUNNER_SECTIONS = {"kubernetes": "kubernetes"}  # runner -> the spec section that holds its params in short
+
+
+class JobSpec(Strict):
+    """One training job."""
+
+    name: str = Field(description="Job name: lowercase letters, digits and '-'; names the output folder.")
+    backbone: ComponentSpec = ComponentSpec(kind="vit", params={"size": "base"})
+    predictor: ComponentSpec = ComponentSpec(kind="vit_predictor")
+    masks: list[ComponentSpec] = Field(default_factory=lambda: [multiblock(8, 0.15), multiblock(2, 0.7)])
+    teacher: ComponentSpec = ComponentSpec(kind="ema")
+    optim: OptimConfig = OptimConfig()
+    data: DataSpec
+    resources: ResourcesSpec = ResourcesSpec()
+    storage: StorageSpec = StorageSpec()
+    target: ComponentSpec = Field(
+        default_factory=lambda: ComponentSpec(kind="local"),
+        description="Where the job runs: a registered runner (local, ray, kubernetes or a plugin's) and its params; "
+        "a bare name is short for {kind: NAME}, and k8s for kubernetes.",
+    )
+    cluster: ClusterSpec = ClusterSpec()
+    probe: ProbeSpec | None = Field(None, description="Makes this job (stage) a frozen evaluation; see `jepa probe`.")
+    kubernetes: dict[str, Any] | None = Field(
+        None, description="Params of runner kubernetes, used whenever the job runs there (also with --target k8s): "
+        "namespace, image, node pool profile, Secrets for storage credentials, RayJob lifetimes (see `jepa "
+        "components runners`); `target.params` win over it."
+    )
+    stages: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Pipeline stages, run in order as one job. Each has a unique `name` and overrides this spec's "
+        "fields (mappings merge, lists replace); `stage:NAME` in params refers to an earlier stage's checkpoints.",
+    )
+    _pipeline: list[JobSpec] = PrivateAttr(default_factory=list)
+    _notes: list[str] = PrivateAttr(default_factory=list)  # for the spec's writer; not part of the spec
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not NAME.match(v):
+            raise ValueError("must be 1-63 lowercase letters, digits or '-', starting and ending alphanumeric")
+        return v
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _target(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = {"kind": v}
+        if isinstance(v, dict) and isinstance(v.get("kind"), str):
+            v = {**v, "kind": TARGET_ALIASES.get(v["kind"], v["kind"])}
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _runner_section(cls, v: Any) -> Any:
+        """The section of the target's runner (`RUNNER_SECTIONS`, e.g. `kubernetes:`) is folded under
+        `target.params`, which win."""
+        target = v.get("target") if isinstance(v, dict) else None
+        target = {"kind": target} if isinstance(target, str) else target
+        if not isinstance(target, dict) or not isinstance(target.get("kind"), str):
+            return v
+        section = RUNNER_SECTIONS.get(TARGET_ALIASES.get(target["kind"], target["kind"]))
+        params = target.get("params") or {}
+        if section and isinstance(v.get(section), dict) and isinstance(params, dict):
+            v = {**v, "target": {**target, "params": deep_merge(v[section], params)}}
+        return v
+
+    @field_validator("masks")
+    @classmethod
+    def _masks(cls, v: list[ComponentSpec]) -> list[ComponentSpec]:
+        if not v:
+            raise ValueError("at least one mask is needed")
+        return v
+
+    @property
+    def job_dir(self) -> str:
+        return join(self.storage.output, self.name)
+
+    @property
+    def length(self) -> int:
+        """Steps of a training stage; epochs of a probe stage."""
+        return self.probe.epochs if self.probe is not None else self.optim.steps
+
+    @property
+    def notes(self) -> list[str]:
+        """Notes for the spec's writer from loading it (e.g. a stage's own value winning over an override)."""
+        return list(self._notes)
+
+    def pipeline(self) -> list[JobSpec]:
+        """The stages to run, in order: the expanded `stages`, or this spec alone when it has none."""
+        return list(self._pipeline) if self.stages else [self]
+
+    def components(self) -> list[tuple[str, str, ComponentSpec]]:
+        """(path, family, spec) of every component the job names."""
+        out = [("backbone", "backbones", self.backbone), ("predictor", "predictors", self.predictor),
+               ("teacher", "teachers", self.teacher)]
+        out += [(f"masks[{i}]", "maskers", m) for i, m in enumerate(self.masks)]
+        out.append(("data", "datasets", ComponentSpec(kind=self.data.dataset, params=self.data.params)))
+        out.append(("target", "runners", self.target))
+        for kind, section in RUNNER_SECTIONS.items():  # checked by that runner's own params model
+            if getattr(self, section) is not None:
+                out.append((section, "runners", ComponentSpec(kind=kind, params=getattr(self, section))))
+        return out
+
+    def runner_params(self, kind: str) -> dict[str, Any]:
+        """The params for runner `kind`: its section of the spec (`kubernetes:`, ray's `cluster.address`), then
+        `target.params` when the target names it."""
+        sections = {k: getattr(self, section) or {} for k, section in RUNNER_SECTIONS.items()}
+        sections["ray"] = {"address": self.cluster.address} if self.cluster.address else {}
+        own = self.target.params if self.target.kind == kind else {}
+        return {**sections.get(kind, {}), **own}
+
+    def resolved(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.resolved(), sort_keys=False)
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in override.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
