@@ -190,3 +190,28 @@ def test_the_json_schema_checks_each_components_params_by_kind(tmp_path):
     }
     for what, extra in bad.items():
         assert list(validator.iter_errors({**MINIMAL, **extra})), what
+
+
+def test_a_resolved_spec_reads_back_as_the_same_stages_without_being_checked_again(monkeypatch):
+    """What travels (the resolved spec) rebuilds the same stages; a stage that changes a component's kind
+    keeps none of the job's params for it; a worker reads its stage back without building a masker."""
+    from pathlib import Path
+
+    from jepa_platform.plugins import manager
+    from jepa_platform.spec import resolved_spec
+
+    for example in sorted(Path(__file__).parents[1].glob("examples/*.yaml")):
+        spec = load_spec(example)
+        again = validate_spec(spec.resolved())
+        assert [s.resolved() for s in again.pipeline()] == [s.resolved() for s in spec.pipeline()], example.name
+    switched = validate_spec({**MINIMAL, "teacher": {"kind": "ema", "params": {"momentum": [0.99, 1.0]}},
+                              "stages": [{"name": "a", "teacher": {"kind": "pixel"}}]})
+    assert "momentum" not in switched.pipeline()[0].teacher.params
+    stage = load_spec(Path(__file__).parents[1] / "examples/salt-quickstart.yaml").pipeline()[1]
+
+    def no_lookups(family):
+        raise AssertionError(f"looked up {family} again")
+
+    monkeypatch.setattr(manager, "registry", no_lookups)
+    monkeypatch.setattr("jepa_platform.spec.validation.registry", no_lookups)
+    assert resolved_spec(stage.resolved()).resolved() == stage.resolved()

@@ -14,11 +14,11 @@ def train_worker(config: dict[str, Any]) -> None:
     from torch.nn.parallel import DistributedDataParallel
 
     from jepa_platform.events import encode
-    from jepa_platform.spec import validate_spec
+    from jepa_platform.spec import resolved_spec
     from jepa_platform.train.flops import StepFlops
     from jepa_platform.train.job import run_training
 
-    spec = validate_spec(config["spec"], source=f"job {config['spec'].get('name')}")
+    spec = resolved_spec(config["spec"], source=f"job {config['spec'].get('name')}")  # checked where submitted
     ctx = ray.train.get_context()
     world_size = ctx.get_world_size()
     device = ray.train.torch.get_device()

@@ -213,8 +213,13 @@ class JobSpec(Strict):
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` over `base`: mappings merge, anything else replaces. A component whose `kind` changes is
+    replaced whole: the params of one kind mean nothing to another (a stage's pixel teacher over the job's
+    EMA teacher keeps none of its params)."""
     out = dict(base)
     for k, v in override.items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        merge = isinstance(v, dict) and isinstance(out.get(k), dict) and v.get("kind", out[k].get("kind")) == \
+            out[k].get("kind")
+        out[k] = deep_merge(out[k], v) if merge else v
     return out
 

@@ -130,3 +130,14 @@ def cross_checks(spec: JobSpec) -> list[str]:
             problems.append(f"masks[{i}].params: {e}")
     return problems
 
+
+def resolved_spec(data: dict[str, Any], source: str = "resolved spec") -> JobSpec:
+    """One stage's spec as validated where the job was submitted (`JobSpec.resolved()` of a stage, as it
+    travels to a worker): read back as it is, with no component looked up, no params re-checked and no
+    masker built. A pipeline goes through `validate_spec` (its stages are merged over the job's spec)."""
+    if data.get("stages"):
+        return validate_spec(data, source)
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as e:
+        raise SpecError(f"{source} is invalid:\n  " + "\n  ".join(error_lines(e, "", JobSpec))) from None
