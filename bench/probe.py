@@ -40,7 +40,7 @@ from jepa_platform.eval import (
     run_probe,
 )
 from jepa_platform.spec import validate_spec
-from jepa_platform.train.checkpoint import join
+from jepa_platform.storage import join
 from jepa_platform.train.job import run_training
 
 BACKBONE = {"kind": "vit", "params": {"size": "tiny", "depth": 4}}

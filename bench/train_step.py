@@ -41,8 +41,8 @@ from torch.utils.data import Dataset
 from jepa_platform.masks import MaskCollator, default_vjepa_maskers
 from jepa_platform.models.predictor import Predictor
 from jepa_platform.models.vit import video_vit
+from jepa_platform.spec.optim import OptimConfig
 from jepa_platform.teachers.ema import EmaTeacher
-from jepa_platform.train.config import OptimConfig
 from jepa_platform.train.flops import count_flops
 from jepa_platform.train.loop import JepaStudent, Trainer
 

@@ -215,3 +215,16 @@ def test_a_resolved_spec_reads_back_as_the_same_stages_without_being_checked_aga
     monkeypatch.setattr(manager, "registry", no_lookups)
     monkeypatch.setattr("jepa_platform.spec.validation.registry", no_lookups)
     assert resolved_spec(stage.resolved()).resolved() == stage.resolved()
+
+
+def test_the_spec_package_imports_neither_torch_nor_the_training_or_evaluation_packages():
+    import subprocess
+    import sys
+
+    code = ("import sys, jepa_platform.spec; mods = sorted(sys.modules); "
+            "print([m for m in mods if m == 'torch' or m.startswith(('jepa_platform.train', 'jepa_platform.eval'))])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    spec = validate_spec(dict(MINIMAL))
+    assert spec.layout.metrics == spec.job_dir + "/metrics.jsonl"
+    assert spec.layout.checkpoints == spec.job_dir + "/checkpoints"

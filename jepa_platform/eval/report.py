@@ -20,7 +20,7 @@ from torch import Tensor
 from jepa_platform.data.synthetic import CLASSES as SYNTHETIC_CLASSES
 from jepa_platform.errors import ConfigError
 from jepa_platform.eval.probing import SplitMetrics
-from jepa_platform.train.checkpoint import join, write_bytes_atomic
+from jepa_platform.storage import join, write_bytes_atomic
 
 __all__ = ["ProbeReport", "ProbeResult", "class_groups", "make_report", "write_outputs"]
 

@@ -1,138 +1,21 @@
-"""What a frozen evaluation runs: `ProbeSettings`, the single source of its defaults (CLI, spec stage, library)."""
+"""What a frozen evaluation runs: `ProbeSettings` (defined with the spec, `spec.probe`) completed from the
+checkpoint's job."""
 
 from __future__ import annotations
 
 import posixpath
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import fsspec
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from jepa_platform.errors import ConfigError
-from jepa_platform.train.layout import SPEC_FILE
+from jepa_platform.layout import SPEC_FILE
+from jepa_platform.spec.probe import ComponentChoice, ProbeSettings, validate_component
 
 __all__ = ["ComponentChoice", "ProbeSettings", "resolve_settings"]
 
-RANDOM = "random"
 DEFAULT_CLIP = {"frames": 16, "stride": 4, "resolution": 224}
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ComponentChoice(Strict):
-    kind: str = Field(description="Registered component name (see `jepa components`).")
-    params: dict[str, Any] = Field(default_factory=dict, description="Validated by the component's own model.")
-
-
-def absolute_local(url: str | None) -> str | None:
-    """Local paths made absolute from the current folder (workers elsewhere find the same files); URLs,
-    null and 'random' stay as they are."""
-    if url is None or url == RANDOM or "://" in url:
-        return url
-    return str(Path(url).expanduser().resolve())
-
-
-def validate_component(family: str, choice: ComponentChoice) -> ComponentChoice:
-    """`choice` with its params checked (and defaults filled) by the registered kind's own model."""
-    from jepa_platform.plugins import PluginError, registry
-
-    try:
-        config = registry(family).get(choice.kind).config
-        params = config.model_validate(choice.params).model_dump(mode="json")
-    except PluginError as e:
-        raise ValueError(str(e)) from None
-    except ValidationError as e:
-        raise ValueError("; ".join(f"params.{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())) from None
-    return ComponentChoice(kind=choice.kind, params=params)
-
-
-class ProbeSettings(Strict):
-    """A frozen evaluation: which encoder, which labelled data, which probes, how they train."""
-
-    checkpoint: str | None = Field(
-        None, description="Encoder weights, any fsspec URL (a jepa-platform job/checkpoints/step folder or state.pt, "
-        "or an official V-JEPA file); null or 'random' probes a randomly initialised encoder (a baseline)."
-    )
-    key: Literal["auto", "teacher", "student", "target_encoder", "encoder"] = Field(
-        "auto", description="Which encoder of the checkpoint: auto = the teacher / target encoder when saved."
-    )
-    backbone: ComponentChoice | None = Field(
-        None, description="The encoder's architecture; default: the backbone of the job that wrote the checkpoint."
-    )
-    train: str = Field(description="Training set: `path label` CSV, JSONL, or a folder per class (videos or images).")
-    val: str = Field(description="Validation set, in the same forms.")
-    label_names: list[str] | None = Field(None, description="Class names by label; JSONL and folders carry their own.")
-    class_groups: dict[str, list[str]] | None = Field(
-        None, description="Accuracy reported per named group of classes; default: motion/appearance on the "
-        "synthetic dataset's classes."
-    )
-    frames: int | None = Field(None, ge=1, description="Frames per clip; default: the checkpoint job's, else 16.")
-    stride: int | None = Field(None, ge=1, description="Frame step; default: the checkpoint job's, else 4.")
-    resolution: int | None = Field(None, ge=1, description="Clip side in pixels; default: the job's, else 224.")
-    num_segments: int = Field(1, ge=1, description="Clips per video, one per equal temporal segment; their tokens "
-                              "are concatenated before the probe (8 for Kinetics-style tasks).")
-    num_views: int = Field(1, ge=1, description="Spatial crops along the long side at evaluation; predictions "
-                           "are averaged.")
-    image_frames: int | None = Field(None, ge=1, description="Frames an image is repeated to; default: the "
-                                     "encoder's tubelet size (a still clip of one tubelet).")
-    layers: list[int] | None = Field(None, description="Encoder layers whose tokens are concatenated along "
-                                     "channels for the probe (-1 = last); default: the encoder's output.")
-    probe: ComponentChoice = Field(default_factory=lambda: ComponentChoice(kind="attentive"))
-    lrs: list[float] = Field([1e-3], min_length=1, description="Learning rates of the grid (AdamW, cosine to 0).")
-    wds: list[float] = Field([0.01], min_length=1, description="Weight decays of the grid.")
-    epochs: int = Field(20, ge=1)
-    batch_size: int = Field(16, ge=1, description="Videos per batch per worker.")
-    workers: int = Field(2, ge=0, description="DataLoader processes per worker.")
-    augment: bool = Field(True, description="Random-resized-crop (scale 0.08-1) and flip on training clips.")
-    hflip: bool = Field(True, description="Flip in the augmentation; turn off when classes tell left from right "
-                        "(a flipped 'moving left' clip shows motion to the right).")
-    cache_features: bool = Field(False, description="Encode the validation set once (and the training set too "
-                                 "when augment is off) and train on the stored tokens.")
-    eval_every: int = Field(1, ge=1, description="Epochs between validations; the last epoch is always validated.")
-    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto = bf16 autocast on CUDA.")
-    seed: int = 0
-    output: str | None = Field(None, description="Output folder, any fsspec URL; nothing is written when null.")
-
-    @field_validator("checkpoint", "train", "val", "output")
-    @classmethod
-    def _absolute(cls, v: str | None) -> str | None:
-        return absolute_local(v)
-
-    @field_validator("lrs", "wds")
-    @classmethod
-    def _non_negative(cls, v: list[float]) -> list[float]:
-        if any(x < 0 for x in v):
-            raise ValueError(f"must be >= 0, got {v}")
-        return v
-
-    @field_validator("probe")
-    @classmethod
-    def _probe(cls, v: ComponentChoice) -> ComponentChoice:
-        return validate_component("probes", v)
-
-    @field_validator("backbone")
-    @classmethod
-    def _backbone(cls, v: ComponentChoice | None) -> ComponentChoice | None:
-        return v if v is None else validate_component("backbones", v)
-
-    @model_validator(mode="after")
-    def _grid(self) -> ProbeSettings:
-        pairs = [(lr, wd) for lr in self.lrs for wd in self.wds]
-        if len(set(pairs)) != len(pairs):
-            raise ValueError("lrs x wds: the grid repeats a pair; list each value once")
-        return self
-
-    @property
-    def random_init(self) -> bool:
-        return self.checkpoint in (None, RANDOM)
-
-    def grid(self) -> list[tuple[float, float]]:
-        """(lr, wd) of every probe, learning rates outermost."""
-        return [(lr, wd) for lr in self.lrs for wd in self.wds]
 
 
 def checkpoint_job_spec(url: str) -> dict[str, Any] | None:

@@ -14,11 +14,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from jepa_platform.events import Error, Row, Stage, encode
+from jepa_platform.layout import JobLayout
 from jepa_platform.runners.jobstore import TERMINAL, JobRecord, JobStore
 from jepa_platform.runners.stages import RunResult, StageEvent, run_stages
 from jepa_platform.spec import JobSpec
-from jepa_platform.train.checkpoint import join
-from jepa_platform.train.layout import METRICS_FILE
 from jepa_platform.train.metrics import read_metrics
 
 
@@ -73,7 +72,7 @@ class HostJobs:
         """The step from metrics.jsonl; FAILED when the job's process vanished without recording a result."""
         if record.status in TERMINAL:
             return record
-        rows = read_metrics(join(record.job_dir, METRICS_FILE))
+        rows = read_metrics(JobLayout(record.job_dir).metrics)
         changes: dict[str, Any] = {"step": rows[-1]["step"]} if rows else {}
         if record.status == "RUNNING" and not pid_alive(record.pid):
             current = store.get(record.id)  # it may have finished between our two reads

@@ -15,11 +15,10 @@ from typing import Any
 
 from jepa_platform.errors import JepaError, TrainingError
 from jepa_platform.events import EventReader, Row
+from jepa_platform.layout import RAY_TRAIN_DIR
 from jepa_platform.runners.host import HostJobs
 from jepa_platform.runners.stages import RunResult, latest_step, probe_results, probe_settings
 from jepa_platform.spec import JobSpec
-from jepa_platform.train.checkpoint import join
-from jepa_platform.train.layout import METRICS_FILE, RAY_TRAIN_DIR
 from jepa_platform.train.metrics import read_metrics
 
 
@@ -145,7 +144,7 @@ def stage_result(spec: JobSpec, error: str | None, resumed_from: int | None) -> 
         return RunResult(spec.name, spec.job_dir, "FAILED" if error or not results else "SUCCEEDED",
                          spec.probe.epochs if results else 0, {**best, **(results or {}).get("groups", {})},
                          None, None, error or (None if results else "the probe wrote no results"))
-    rows = read_metrics(join(spec.job_dir, METRICS_FILE))
+    rows = read_metrics(spec.layout.metrics)
     step, ckpt = latest_step(spec)
     return RunResult(
         spec.name, spec.job_dir, "FAILED" if error else "SUCCEEDED", rows[-1]["step"] if rows else 0,

@@ -11,8 +11,8 @@ import fsspec
 
 from jepa_platform.errors import ConfigError
 from jepa_platform.spec import JobSpec
-from jepa_platform.train.checkpoint import CheckpointStore, join, step_of
-from jepa_platform.train.layout import CHECKPOINTS
+from jepa_platform.storage import join
+from jepa_platform.train.checkpoint import CheckpointStore, step_of
 from jepa_platform.train.resume import check_stages
 
 
@@ -46,7 +46,7 @@ def latest_step(spec: JobSpec) -> tuple[int | None, str | None]:
     epochs, all of them once its results are written (probes are short: they rerun, not resume)."""
     if spec.probe is not None:
         return (spec.probe.epochs, None) if probe_results(spec) else (None, None)
-    store = CheckpointStore(join(spec.job_dir, CHECKPOINTS))
+    store = CheckpointStore(spec.layout.checkpoints)
     url = store.latest()
     if url is None:
         return None, None

@@ -11,9 +11,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from jepa_platform.errors import EXIT_USAGE, JepaError
-from jepa_platform.eval.settings import ProbeSettings
-from jepa_platform.train.checkpoint import join
-from jepa_platform.train.config import OptimConfig
+from jepa_platform.layout import JobLayout
+from jepa_platform.spec.optim import OptimConfig
+from jepa_platform.spec.probe import ProbeSettings
+from jepa_platform.storage import join
 
 
 class SpecError(JepaError):
@@ -170,6 +171,11 @@ class JobSpec(Strict):
     @property
     def job_dir(self) -> str:
         return join(self.storage.output, self.name)
+
+    @property
+    def layout(self) -> JobLayout:
+        """Every file this job (stage) writes in its folder."""
+        return JobLayout(self.job_dir)
 
     @property
     def length(self) -> int:

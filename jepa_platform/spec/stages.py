@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 from jepa_platform.spec.model import JobSpec, SpecError, deep_merge
-from jepa_platform.train.checkpoint import join
 
 STAGE_REF = "stage:"
 
@@ -23,7 +22,7 @@ def resolve_stage_refs(node: Any, done: dict[str, JobSpec], where: str, problems
         if name not in done:
             problems.append(f"{where}: {node!r} must name an earlier stage (earlier: {', '.join(done) or 'none'})")
             return node
-        return join(done[name].job_dir, "checkpoints")
+        return done[name].layout.checkpoints
     return node
 
 

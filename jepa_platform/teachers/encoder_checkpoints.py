@@ -27,9 +27,10 @@ import torch.nn as nn
 from torch import Tensor
 
 from jepa_platform.errors import ConfigError, JepaError
+from jepa_platform.layout import CHECKPOINTS
 from jepa_platform.models.pos_embed import resample_pos_embed
-from jepa_platform.train.checkpoint import LATEST, STATE, CheckpointStore, join
-from jepa_platform.train.layout import CHECKPOINTS
+from jepa_platform.storage import join
+from jepa_platform.train.checkpoint import LATEST, STATE, CheckpointStore
 
 PLATFORM_KEYS = ("teacher", "student")
 OFFICIAL_KEYS = ("target_encoder", "encoder")

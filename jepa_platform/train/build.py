@@ -18,8 +18,7 @@ from jepa_platform.masks import MaskCollator
 from jepa_platform.plugins.contracts import OwnsPredictor
 from jepa_platform.plugins.manager import registry
 from jepa_platform.spec import JobSpec
-from jepa_platform.train.checkpoint import CheckpointStore, join
-from jepa_platform.train.layout import CHECKPOINTS
+from jepa_platform.train.checkpoint import CheckpointStore
 from jepa_platform.train.loop import JepaStudent, Report, Trainer
 
 
@@ -76,7 +75,7 @@ def build_trainer(
     data = spec.data
     student, teacher, maskers = build_components(spec)
     dataset = registry("datasets").get(data.dataset).build(data.params, data=data, source=data.train, train=True)
-    store = CheckpointStore(join(spec.job_dir, CHECKPOINTS), keep=spec.optim.keep_checkpoints)
+    store = CheckpointStore(spec.layout.checkpoints, keep=spec.optim.keep_checkpoints)
     return Trainer(
         student, teacher, MaskCollator(maskers, seed=spec.optim.seed), dataset, spec.optim,
         num_workers=data.loader_workers, store=store, device=device, rank=rank, world_size=world_size,

@@ -10,40 +10,17 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import posixpath
-import uuid
 from typing import Any
 
 import fsspec
 import torch
-from fsspec.implementations.local import LocalFileSystem
 
 from jepa_platform.errors import TrainingError
+from jepa_platform.storage import join, write_bytes_atomic
 
 LATEST = "latest"
 log = logging.getLogger(__name__)
-
-
-def join(base: str, *parts: str) -> str:
-    """Join URL path parts, keeping the scheme of `base` (s3://b/x + y -> s3://b/x/y)."""
-    return posixpath.join(base.rstrip("/"), *parts)
-
-
-def write_bytes_atomic(url: str, data: bytes) -> None:
-    fs, path = fsspec.core.url_to_fs(url)
-    parent = posixpath.dirname(path)
-    if parent:
-        fs.makedirs(parent, exist_ok=True)
-    if isinstance(fs, LocalFileSystem):
-        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    else:
-        fs.pipe_file(path, data)
 
 
 STATE = "state.pt"

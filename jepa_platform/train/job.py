@@ -11,12 +11,12 @@ from typing import Any
 
 import fsspec
 
+from jepa_platform.layout import CHECKPOINTS, FLOPS_FILE
 from jepa_platform.plugins.manager import registry
 from jepa_platform.spec import JobSpec
+from jepa_platform.storage import join, write_bytes_atomic
 from jepa_platform.train.build import build_trainer
-from jepa_platform.train.checkpoint import join, write_bytes_atomic
 from jepa_platform.train.flops import StepFlops, estimate_step_flops
-from jepa_platform.train.layout import CHECKPOINTS, FLOPS_FILE, METRICS_FILE, SPEC_FILE, TENSORBOARD
 from jepa_platform.train.loop import Trainer
 from jepa_platform.train.metrics import MetricsLog
 from jepa_platform.train.resume import pin_teacher
@@ -48,7 +48,7 @@ def record_flops(spec: JobSpec, trainer: Trainer, step: StepFlops | None = None)
                 spec.optim.batch_size * spec.resources.workers, "run_flops": own,
                 "upstream_flops": trainer.upstream_flops, "pipeline_flops": trainer.upstream_flops + own,
                 "notes": list(step.notes)}
-        write_bytes_atomic(join(spec.job_dir, FLOPS_FILE), json.dumps(info, indent=1).encode())
+        write_bytes_atomic(spec.layout.flops, json.dumps(info, indent=1).encode())
 
 
 def run_training(spec: JobSpec, step_flops: StepFlops | None = None, **kwargs: Any) -> dict[str, Any]:
@@ -62,10 +62,10 @@ def run_training(spec: JobSpec, step_flops: StepFlops | None = None, **kwargs: A
     record_flops(spec, trainer, step_flops)
     if trainer.rank == 0:
         pin_teacher(spec, resumed=resumed is not None)  # a SALT student stays on the teacher it started with
-        write_bytes_atomic(join(spec.job_dir, SPEC_FILE), spec.to_yaml().encode())
+        write_bytes_atomic(spec.layout.spec_file, spec.to_yaml().encode())
         tensorboard = registry("loggers").get("tensorboard").build(
-            {}, url=join(spec.job_dir, TENSORBOARD), resume_step=resumed or 0)
-        trainer.metrics = MetricsLog(join(spec.job_dir, METRICS_FILE), resume_step=resumed or 0,
+            {}, url=spec.layout.tensorboard, resume_step=resumed or 0)
+        trainer.metrics = MetricsLog(spec.layout.metrics, resume_step=resumed or 0,
                                      loggers=[tensorboard])
     row = trainer.fit()
     return {"resumed_from": resumed, **row, "step": trainer.progress.step}

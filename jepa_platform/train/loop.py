@@ -26,8 +26,8 @@ from jepa_platform.events import Event, Row
 from jepa_platform.masks.base import Masks
 from jepa_platform.masks.collator import MaskCollator
 from jepa_platform.plugins.contracts import EpochAware, ReportsMetrics, Teacher
+from jepa_platform.spec.optim import OptimConfig
 from jepa_platform.train.checkpoint import CheckpointStore
-from jepa_platform.train.config import OptimConfig
 from jepa_platform.train.cpu_shards import CpuShards, Shard, split_batch
 from jepa_platform.train.metrics import MetricsLog
 from jepa_platform.train.optim import Schedules, build_optimizer

@@ -13,7 +13,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from jepa_platform.plugins.contracts import RunLogger
-from jepa_platform.train.checkpoint import write_bytes_atomic
+from jepa_platform.storage import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import torch
 import torch.nn as nn
 
-from jepa_platform.train.config import OptimConfig
+from jepa_platform.spec.optim import OptimConfig
 from jepa_platform.train.schedules import Cosine, WarmupCosine, stretched_length
 
 

@@ -17,11 +17,12 @@ import fsspec
 import yaml
 
 from jepa_platform.errors import ConfigError, TrainingError
+from jepa_platform.layout import JobLayout
 from jepa_platform.spec import JobSpec
+from jepa_platform.spec.optim import OptimConfig
+from jepa_platform.storage import write_bytes_atomic
 from jepa_platform.teachers.encoder_checkpoints import checkpoint_file
-from jepa_platform.train.checkpoint import CheckpointStore, join, step_of, write_bytes_atomic
-from jepa_platform.train.config import OptimConfig
-from jepa_platform.train.layout import CHECKPOINTS, METRICS_FILE, SPEC_FILE, TEACHER_PIN
+from jepa_platform.train.checkpoint import CheckpointStore, step_of
 from jepa_platform.train.metrics import parse_lines
 from jepa_platform.train.optim import Schedules
 from jepa_platform.train.schedules import stretched_length
@@ -80,7 +81,7 @@ def under(path: str, roots: tuple[str, ...]) -> bool:
 
 
 def previous_spec(job_dir: str) -> dict[str, Any] | None:
-    fs, path = fsspec.core.url_to_fs(join(job_dir, SPEC_FILE))
+    fs, path = fsspec.core.url_to_fs(JobLayout(job_dir).spec_file)
     if not fs.exists(path):
         return None
     loaded = yaml.safe_load(fs.cat_file(path))
@@ -99,7 +100,7 @@ def check_stages(job: JobSpec, stages: list[JobSpec], *, tolerate_unreachable: b
     for i, (earlier, before) in enumerate(zip(stages, checks, strict=True)):
         if earlier.probe is not None or (before.step is not None and before.step >= earlier.length):
             continue  # complete: it will be skipped, and its checkpoint stays where it is
-        folders = {earlier.job_dir.rstrip("/"), join(earlier.job_dir, CHECKPOINTS)}
+        folders = {earlier.job_dir.rstrip("/"), earlier.layout.checkpoints}
         for later, after in zip(stages[i + 1:], checks[i + 1:], strict=True):
             source = later.teacher.params.get("checkpoint")
             if (isinstance(source, str) and source.rstrip("/") in folders and after.step is not None
@@ -124,7 +125,7 @@ def check_resume(spec: JobSpec, *, tolerate_unreachable: bool = False, where: st
     if spec.probe is not None:
         return check
     try:
-        latest = CheckpointStore(join(spec.job_dir, CHECKPOINTS)).latest()
+        latest = CheckpointStore(spec.layout.checkpoints).latest()
         before = previous_spec(spec.job_dir) if latest else None
     except Exception as e:  # noqa: BLE001 - any filesystem's failure to reach the store
         if not tolerate_unreachable:
@@ -150,7 +151,7 @@ def check_resume(spec: JobSpec, *, tolerate_unreachable: bool = False, where: st
 
 
 def torn_metrics_notes(job_dir: str) -> list[str]:
-    metrics = join(job_dir, METRICS_FILE)
+    metrics = JobLayout(job_dir).metrics
     fs, path = fsspec.core.url_to_fs(metrics)
     torn = parse_lines(fs.cat_file(path).decode(errors="replace"))[1] if fs.exists(path) else []
     if not torn:
@@ -216,7 +217,7 @@ def sha256(url: str) -> str:
 
 
 def read_pin(spec: JobSpec) -> dict[str, Any] | None:
-    fs, path = fsspec.core.url_to_fs(join(spec.job_dir, TEACHER_PIN))
+    fs, path = fsspec.core.url_to_fs(spec.layout.teacher_pin)
     return json.loads(fs.cat_file(path)) if fs.exists(path) else None
 
 
@@ -253,4 +254,4 @@ def pin_teacher(spec: JobSpec, resumed: bool) -> None:
             (pin["checkpoint"], pin["sha256"]) != (url, pinned["sha256"])):
         raise TrainingError(moved_message(pin, url, step, fix="submit with"))
     if pin != pinned:
-        write_bytes_atomic(join(spec.job_dir, TEACHER_PIN), json.dumps(pinned, indent=1).encode())
+        write_bytes_atomic(spec.layout.teacher_pin, json.dumps(pinned, indent=1).encode())

@@ -9,16 +9,17 @@ import pytest
 import torch
 
 from jepa_platform.data.synthetic import write_synthetic_dataset
+from jepa_platform.layout import CHECKPOINTS
 from jepa_platform.masks import Masks, masks_from_masked
 from jepa_platform.models.vit import VideoViT
 from jepa_platform.plugins import PluginError, get_plugins, hookimpl, registry, testing
 from jepa_platform.plugins.manager import DISABLE_ENV, Plugins
 from jepa_platform.plugins.testing import InlinePlugins, check_component, contract_check_all
 from jepa_platform.spec import SpecError, validate_spec
+from jepa_platform.storage import join
 from jepa_platform.train.build import build_trainer
-from jepa_platform.train.checkpoint import CheckpointStore, join
+from jepa_platform.train.checkpoint import CheckpointStore
 from jepa_platform.train.job import run_training
-from jepa_platform.train.layout import CHECKPOINTS
 
 inline_plugin = testing.inline_plugin  # the fixture plugin authors get from their conftest.py
 

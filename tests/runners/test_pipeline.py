@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from jepa_platform.errors import ConfigError, TrainingError
+from jepa_platform.layout import TEACHER_PIN
 from jepa_platform.runners import run_stages
 from jepa_platform.runners.local import RunResult, latest_step
 from jepa_platform.spec import SpecError, validate_spec
 from jepa_platform.train.job import run_training
-from jepa_platform.train.layout import TEACHER_PIN
 from jepa_platform.train.resume import check_stages
 
 

@@ -10,12 +10,12 @@ from jepa_platform.masks import MaskCollator, default_vjepa_maskers
 from jepa_platform.models.pos_embed import resample_pos_embed
 from jepa_platform.models.predictor import Predictor
 from jepa_platform.models.vit import video_vit
+from jepa_platform.spec.optim import OptimConfig
 from jepa_platform.teachers.base import TeacherStrategy
 from jepa_platform.teachers.ema import EmaTeacher
 from jepa_platform.teachers.encoder_checkpoints import fit_encoder, load_encoder_state
 from jepa_platform.teachers.frozen import FrozenTeacher
 from jepa_platform.train.checkpoint import CheckpointStore
-from jepa_platform.train.config import OptimConfig
 from jepa_platform.train.loop import JepaStudent, Trainer
 
 

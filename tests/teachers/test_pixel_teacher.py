@@ -2,8 +2,8 @@ import torch
 
 from jepa_platform.masks import MaskCollator, TubeMasker, default_vjepa_maskers
 from jepa_platform.models.vit import video_vit
+from jepa_platform.spec.optim import OptimConfig
 from jepa_platform.teachers.pixel import PixelTeacher, patchify, pixel_targets
-from jepa_platform.train.config import OptimConfig
 from jepa_platform.train.loop import JepaStudent, Trainer
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

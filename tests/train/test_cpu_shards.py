@@ -9,8 +9,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from jepa_platform.masks import MaskCollator, default_vjepa_maskers
 from jepa_platform.models.predictor import Predictor
 from jepa_platform.models.vit import video_vit
+from jepa_platform.spec.optim import OptimConfig
 from jepa_platform.teachers.ema import EmaTeacher
-from jepa_platform.train.config import OptimConfig
 from jepa_platform.train.cpu_shards import CpuShards, split_batch, sum_in_order
 from jepa_platform.train.loop import JepaStudent, Trainer
 

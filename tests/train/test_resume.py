@@ -9,10 +9,10 @@ from typer.testing import CliRunner
 from jepa_platform.cli import app
 from jepa_platform.errors import ConfigError, TrainingError
 from jepa_platform.events import Error, EventReader, Row, encode
+from jepa_platform.layout import SPEC_FILE
 from jepa_platform.runners.local import worker_error_message
 from jepa_platform.spec import load_spec
 from jepa_platform.train.job import run_training
-from jepa_platform.train.layout import SPEC_FILE
 from jepa_platform.train.metrics import read_metrics
 from jepa_platform.train.resume import check_resume
 

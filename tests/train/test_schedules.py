@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from jepa_platform.train.config import OptimConfig
+from jepa_platform.spec.optim import OptimConfig
 from jepa_platform.train.optim import Schedules, build_optimizer, param_groups
 from jepa_platform.train.schedules import Cosine, Linear, WarmupCosine, stretched_length
 

@@ -13,8 +13,8 @@ from random_clips import RandomClips
 from jepa_platform.masks import MaskCollator, default_vjepa_maskers
 from jepa_platform.models.predictor import Predictor
 from jepa_platform.models.vit import video_vit
+from jepa_platform.spec.optim import OptimConfig
 from jepa_platform.teachers.ema import EmaTeacher
-from jepa_platform.train.config import OptimConfig
 from jepa_platform.train.loop import JepaStudent, Trainer
 
 RECORDED_ON = ("AVX512", 2)  # torch.backends.cpu.get_cpu_capability(), torch.get_num_threads()

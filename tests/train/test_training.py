@@ -10,9 +10,9 @@ from jepa_platform.errors import TrainingError
 from jepa_platform.masks import MaskCollator, default_vjepa_maskers
 from jepa_platform.models.predictor import Predictor
 from jepa_platform.models.vit import video_vit
+from jepa_platform.spec.optim import OptimConfig
 from jepa_platform.teachers.ema import EmaTeacher
 from jepa_platform.train.checkpoint import CheckpointStore
-from jepa_platform.train.config import OptimConfig
 from jepa_platform.train.loop import JepaStudent, Trainer
 from jepa_platform.train.metrics import MetricsLog, read_metrics
 

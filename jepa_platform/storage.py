@@ -1,0 +1,33 @@
+"""Storage on any fsspec filesystem (local, s3://, gs://): URL joins and all-or-nothing writes."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import uuid
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+
+def join(base: str, *parts: str) -> str:
+    """Join URL path parts, keeping the scheme of `base` (s3://b/x + y -> s3://b/x/y)."""
+    return posixpath.join(base.rstrip("/"), *parts)
+
+
+def write_bytes_atomic(url: str, data: bytes) -> None:
+    """Writes `data` so that no reader sees it half-written: a local file goes to a temporary name and is
+    renamed; an object store's single PUT is all-or-nothing already."""
+    fs, path = fsspec.core.url_to_fs(url)
+    parent = posixpath.dirname(path)
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    if isinstance(fs, LocalFileSystem):
+        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    else:
+        fs.pipe_file(path, data)
