@@ -198,7 +198,7 @@ def test_a_resolved_spec_reads_back_as_the_same_stages_without_being_checked_aga
     from pathlib import Path
 
     from jepa_platform.plugins import manager
-    from jepa_platform.spec import resolved_spec
+    from jepa_platform.spec import resolved_spec, travelling
 
     for example in sorted(Path(__file__).parents[1].glob("examples/*.yaml")):
         spec = load_spec(example)
@@ -207,14 +207,19 @@ def test_a_resolved_spec_reads_back_as_the_same_stages_without_being_checked_aga
     switched = validate_spec({**MINIMAL, "teacher": {"kind": "ema", "params": {"momentum": [0.99, 1.0]}},
                               "stages": [{"name": "a", "teacher": {"kind": "pixel"}}]})
     assert "momentum" not in switched.pipeline()[0].teacher.params
-    stage = load_spec(Path(__file__).parents[1] / "examples/salt-quickstart.yaml").pipeline()[1]
+    salt = load_spec(Path(__file__).parents[1] / "examples/salt-quickstart.yaml")
+    sent = json.loads(json.dumps(travelling(salt)))  # as it travels: JSON in a record or an env var
 
     def no_lookups(family):
         raise AssertionError(f"looked up {family} again")
 
     monkeypatch.setattr(manager, "registry", no_lookups)
     monkeypatch.setattr("jepa_platform.spec.validation.registry", no_lookups)
-    assert resolved_spec(stage.resolved()).resolved() == stage.resolved()
+    stage = salt.pipeline()[1]
+    assert resolved_spec(stage.resolved()).resolved() == stage.resolved()  # what a worker gets
+    arrived = resolved_spec(sent)  # what a detached job or a cluster's driver gets: the whole pipeline
+    assert arrived.resolved() == salt.resolved()
+    assert [s.resolved() for s in arrived.pipeline()] == [s.resolved() for s in salt.pipeline()]
 
 
 def test_the_spec_package_imports_neither_torch_nor_the_training_or_evaluation_packages():

@@ -10,7 +10,7 @@ from jepa_platform.plugins.manager import registry
 from jepa_platform.runners.host import HostJobs, finish, pid_alive, session_members, start_detached, stop_session
 from jepa_platform.runners.jobstore import JobRecord, JobStore
 from jepa_platform.runners.stages import StageEvent, run_stages, select_stages
-from jepa_platform.spec import TARGET_ALIASES, JobSpec
+from jepa_platform.spec import TARGET_ALIASES, JobSpec, travelling
 from jepa_platform.train.resume import ResumeCheck, check_stages
 
 __all__ = [
@@ -67,7 +67,7 @@ def submit(
     if isinstance(runner, Prepares):  # e.g. a cluster's address, reachability and token
         runner.prepare(spec)
     record = store.save(
-        JobRecord(store.new_id(spec.name), spec.name, target, spec.job_dir, spec=spec.resolved(),
+        JobRecord(store.new_id(spec.name), spec.name, target, spec.job_dir, spec=travelling(spec),
                   steps=sum(s.length for s in stages), stage=stage)
     )
     return runner.run_record(spec, record, store, wait=wait, on_row=on_row, on_stage=on_stage, on_line=on_line)

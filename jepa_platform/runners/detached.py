@@ -11,7 +11,7 @@ from jepa_platform.plugins.manager import registry
 from jepa_platform.runners.driver import drive, emit
 from jepa_platform.runners.host import finish
 from jepa_platform.runners.jobstore import JobStore
-from jepa_platform.spec import validate_spec
+from jepa_platform.spec import resolved_spec
 
 
 def main(job_id: str, root: str) -> int:
@@ -25,7 +25,7 @@ def main(job_id: str, root: str) -> int:
             errors.append(event.message)
 
     try:
-        spec = validate_spec(record.spec, source=f"job {job_id}")
+        spec = resolved_spec(record.spec, source=f"job {job_id}")  # validated where it was submitted
         runner = registry("runners").get(record.target).build({})
         code, results = drive(spec, runner, record.stage, on_event=on_event)
     except Exception as e:  # the record must not stay RUNNING, whatever ended the job

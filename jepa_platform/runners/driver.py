@@ -3,7 +3,8 @@
 `python -m jepa_platform.runners.driver [--stage NAME]` is the one entrypoint of a job inside a cluster,
 whichever runner sent it there: the Ray job of runner `ray` and the RayJob of runner `kubernetes` both run
 it. It reads the resolved spec from `$JEPA_SPEC` (`encode_spec`: gzip+base64 of its JSON, small enough for
-an environment variable), checks it once more where it runs, and runs its stages with the `local` runner,
+an environment variable, `spec.travelling`), reads it back without validating it again, and runs its
+stages with the `local` runner,
 whose `ray.init()` joins the cluster (Ray sets `RAY_ADDRESS` for a job's driver); a stage resumes from the
 job's checkpoints. A detached local job (`jepa submit --no-wait`) is driven by `drive` too.
 
@@ -71,7 +72,7 @@ def drive(spec: JobSpec, runner: Any, stage: str | None = None, *,
 def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> int:
     """Runs the spec in `$JEPA_SPEC` (all stages, or `--stage NAME`) with the local runner."""
     from jepa_platform.plugins.manager import registry
-    from jepa_platform.spec import validate_spec
+    from jepa_platform.spec import resolved_spec
 
     parser = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__.split("\n")[0])
     parser.add_argument("--stage", default=None, help="Run only this stage of a pipeline spec.")
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
         raw = decode_spec(environ[SPEC_ENV])
         if not isinstance(raw, dict):
             raise ValueError(f"a JSON {type(raw).__name__}, not an object")
-        spec = validate_spec(raw, source=f"job {raw.get('name')}")
+        spec = resolved_spec(raw, source=f"job {raw.get('name')}")  # validated where it was submitted
         runner = registry("runners").get("local").build({})
     except JepaError as e:
         emit(Error(str(e)))

@@ -32,7 +32,8 @@ from jepa_platform.errors import ConfigError
 from jepa_platform.runners.driver import SPEC_ENV, command, decode_spec, encode_spec
 from jepa_platform.runners.k8s_settings import GCS_KEY_DIR, KubernetesSettings
 from jepa_platform.runners.profiles import AcceleratorProfile, Toleration, get_profile, parse_quantity
-from jepa_platform.spec import JobSpec
+from jepa_platform.spec import JobSpec, travelling
+from jepa_platform.spec.validation import PIPELINE
 
 API_VERSION = "ray.io/v1"
 KIND = "RayJob"
@@ -266,15 +267,21 @@ def job_labels(spec: JobSpec, settings: KubernetesSettings) -> dict[str, str]:
 
 
 def runtime_spec(spec: JobSpec, settings: KubernetesSettings, profile: AcceleratorProfile) -> dict[str, Any]:
-    """The spec the cluster runs: as resolved, with target kubernetes and its settings, less an
-    accelerator_type that only named the profile (the node pool already pins the hardware, and Ray names its
-    GPUs its own way)."""
-    resolved = {**spec.resolved(), "kubernetes": None,
-                "target": {"kind": "kubernetes", "params": settings.model_dump(mode="json")}}
-    accel = resolved["resources"].get("accelerator_type")
-    if accel and accel.lower() == profile.name:
-        resolved["resources"]["accelerator_type"] = None
-    return resolved
+    """The spec the cluster runs (`spec.travelling`, each stage alike): with target kubernetes and its
+    settings, less an accelerator_type that only named the profile (the node pool already pins the
+    hardware, and Ray names its GPUs its own way)."""
+    def on_cluster(resolved: dict[str, Any]) -> dict[str, Any]:
+        resolved = {**resolved, "kubernetes": None,
+                    "target": {"kind": "kubernetes", "params": settings.model_dump(mode="json")}}
+        accel = resolved["resources"].get("accelerator_type")
+        if accel and accel.lower() == profile.name:
+            resolved["resources"] = {**resolved["resources"], "accelerator_type": None}
+        return resolved
+
+    out = on_cluster(travelling(spec))
+    if PIPELINE in out:
+        out[PIPELINE] = [on_cluster(s) for s in out[PIPELINE]]
+    return out
 
 
 def build_rayjob(
@@ -295,7 +302,8 @@ def build_rayjob(
     plan = plan_workers(spec, profile)
     labels = job_labels(spec, settings)
     resolved = runtime_spec(spec, settings, profile)
-    annotations = {**settings.annotations, **spec_annotations(resolved), VERSION_ANNOTATION: __version__}
+    readable = {k: v for k, v in resolved.items() if k != PIPELINE}  # for people: the stages as written
+    annotations = {**settings.annotations, **spec_annotations(readable), VERSION_ANNOTATION: __version__}
     size = sum(len(k) + len(v) for k, v in annotations.items())
     if size > ANNOTATIONS_LIMIT:
         raise ConfigError(f"kubernetes.annotations: {size} bytes with the spec, over Kubernetes' limit of "

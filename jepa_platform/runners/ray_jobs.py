@@ -43,7 +43,7 @@ from jepa_platform.events import EventReader
 from jepa_platform.runners.cluster import ClusterJobs, Started, new_job_id
 from jepa_platform.runners.driver import SPEC_ENV, command, encode_spec
 from jepa_platform.runners.jobstore import JobNotFound, JobRecord
-from jepa_platform.spec import JobSpec
+from jepa_platform.spec import JobSpec, travelling
 
 ADDRESS_ENV = "JEPA_RAY_ADDRESS"
 TOKEN_ENV = "JEPA_RAY_TOKEN"
@@ -288,7 +288,7 @@ class RayJobsRunner(ClusterJobs):
     def runtime_env(self, spec: JobSpec, scratch: Path, working_dir: str | None = None,
                     plugins: list[str] | None = None) -> dict[str, Any]:
         """The job's runtime_env: the spec, the user's folder (if any) and the plugins the spec uses."""
-        env: dict[str, Any] = {"env_vars": {SPEC_ENV: encode_spec(spec.resolved())}}
+        env: dict[str, Any] = {"env_vars": {SPEC_ENV: encode_spec(travelling(spec))}}
         pip, modules = plugin_packages(spec, scratch)
         for extra in plugins or []:  # a local path (folder, .py, .whl) or a pip requirement
             if Path(extra).expanduser().exists():

@@ -27,11 +27,11 @@ from jepa_platform.spec.model import (
 )
 from jepa_platform.spec.schema import json_schema
 from jepa_platform.spec.stages import STAGE_REF
-from jepa_platform.spec.validation import error_lines, format_loc, resolved_spec, validate_spec
+from jepa_platform.spec.validation import error_lines, format_loc, resolved_spec, travelling, validate_spec
 
 __all__ = [
     "NAME", "RUNNER_SECTIONS", "STAGE_REF", "TARGET_ALIASES", "ClusterSpec", "ComponentSpec", "DataSpec", "JobSpec",
     "ProbeSpec", "ResourcesSpec", "SpecError", "StorageSpec", "absolute_local", "apply_override", "deep_merge",
     "error_lines", "format_loc", "json_schema", "load_spec", "multiblock", "parse_override", "read_yaml",
-    "resolved_spec", "validate_spec",
+    "resolved_spec", "travelling", "validate_spec",
 ]

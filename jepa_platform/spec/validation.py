@@ -13,6 +13,8 @@ from jepa_platform.plugins.registries import PluginError
 from jepa_platform.spec.model import RUNNER_SECTIONS, JobSpec, SpecError
 from jepa_platform.spec.stages import expand_stages, typed_like
 
+PIPELINE = "x-pipeline"  # a travelling spec's resolved stages
+
 
 def format_loc(loc: tuple[Any, ...], prefix: str = "") -> str:
     out = prefix
@@ -131,12 +133,30 @@ def cross_checks(spec: JobSpec) -> list[str]:
     return problems
 
 
+def travelling(spec: JobSpec) -> dict[str, Any]:
+    """The spec as it travels to the processes that run it (a detached job, a cluster's driver, a worker):
+    resolved, and for a pipeline each stage resolved too (under `PIPELINE`), so that they read it back
+    with `resolved_spec`, validating and building nothing again."""
+    out = spec.resolved()
+    if spec.stages:
+        out[PIPELINE] = [s.resolved() for s in spec.pipeline()]
+    return out
+
+
 def resolved_spec(data: dict[str, Any], source: str = "resolved spec") -> JobSpec:
-    """One stage's spec as validated where the job was submitted (`JobSpec.resolved()` of a stage, as it
-    travels to a worker): read back as it is, with no component looked up, no params re-checked and no
-    masker built. A pipeline goes through `validate_spec` (its stages are merged over the job's spec)."""
-    if data.get("stages"):
+    """A spec validated where the job was submitted, as it travels (`travelling`, or one stage's
+    `resolved()`): read back as it is, with no component looked up, no params re-checked and no masker
+    built. A pipeline without its resolved stages (an older form) is validated."""
+    data = dict(data)
+    stages = data.pop(PIPELINE, None)
+    if data.get("stages") and stages is None:
         return validate_spec(data, source)
+    spec = structure(data, source)
+    spec._pipeline = [structure(s, f"{source}, stage {s.get('name')}") for s in stages or []]
+    return spec
+
+
+def structure(data: dict[str, Any], source: str) -> JobSpec:
     try:
         return JobSpec.model_validate(data)
     except ValidationError as e:
