@@ -100,10 +100,8 @@ def stage_worker(spec: JobSpec) -> tuple[Callable[[dict[str, Any]], None], dict[
 
         return probe_worker, {"settings": probe_settings(spec).model_dump(mode="json")}
     from jepa_platform.runners.worker import train_worker
-    from jepa_platform.train.flops import estimate_step_flops
 
-    step = estimate_step_flops(spec)  # once for the stage, as `jepa flops` counts it, not once per worker
-    return train_worker, {"spec": spec.resolved(), "flops": {**step.as_dict(), "notes": list(step.notes)}}
+    return train_worker, {"spec": spec.resolved()}
 
 
 def torch_trainer(spec: JobSpec, worker: Callable[[dict[str, Any]], None], config: dict[str, Any]) -> Any:

@@ -6,8 +6,8 @@ from typing import Any
 
 
 def train_worker(config: dict[str, Any]) -> None:
-    """`config`: the resolved `spec`; `events`, a Ray queue the runner follows (rank 0 puts the run's
-    events on it, `Trainer.emit`); `flops`, the step's FLOPs the runner counted once for the stage."""
+    """`config`: the resolved `spec`, and `events`, a Ray queue the runner follows (rank 0 puts the run's
+    events on it, `Trainer.emit`)."""
     import ray.train
     import ray.train.torch
     import torch
@@ -15,7 +15,6 @@ def train_worker(config: dict[str, Any]) -> None:
 
     from jepa_platform.events import encode
     from jepa_platform.spec import resolved_spec
-    from jepa_platform.train.flops import StepFlops
     from jepa_platform.train.job import run_training
 
     spec = resolved_spec(config["spec"], source=f"job {config['spec'].get('name')}")  # checked where submitted
@@ -37,7 +36,6 @@ def train_worker(config: dict[str, Any]) -> None:
         del checkpoint
         ray.train.report(row)
 
-    events, flops = config.get("events"), config.get("flops")
+    events = config.get("events")
     run_training(spec, rank=ctx.get_world_rank(), world_size=world_size, device=device, wrap=wrap, report=report,
-                 on_event=(lambda event: events.put(encode(event))) if events is not None else None,
-                 step_flops=StepFlops.from_dict(flops) if flops else None)
+                 on_event=(lambda event: events.put(encode(event))) if events is not None else None)

@@ -126,12 +126,6 @@ class StepFlops:
     def total(self) -> float:
         return self.teacher_forward + self.encoder_train + self.head_train
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> StepFlops:
-        """Back from `as_dict` (the total is recomputed), with the notes when given."""
-        return cls(values["teacher_forward"], values["encoder_train"], values["head_train"],
-                   tuple(values.get("notes", ())))
-
     def as_dict(self) -> dict[str, float]:
         return {
             "teacher_forward": self.teacher_forward,
@@ -333,18 +327,28 @@ def _first_rows(masks: Masks, n: int) -> Masks:
 
 
 def estimate_step_flops(spec: JobSpec, batches: int = 2) -> StepFlops:
-    """FLOPs of one global step of the job (all workers), counted on the meta device.
-
-    The job's components are built as for training (weights on meta) and run on `SAMPLE_BATCH` clips,
-    then scaled to `optim.batch_size * resources.workers`. Masks are drawn at the per-worker batch size,
-    as in training (each mask is cut to its batch's smallest count, so token counts depend on it), by a
-    fresh collator seeded like the run's, and their first rows used.
-    """
-    from jepa_platform.masks import MaskCollator
-
+    """FLOPs of one global step of the job (all workers), before it runs (`jepa flops`): its components
+    built as for training with their weights on the meta device (no compute, no memory), then counted by
+    `count_step_flops`, as the run counts the components it built."""
     with torch.random.fork_rng(devices=[]), weights_on_meta(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*to a meta parameter.*")  # a teacher loading its weights
         student, teacher, maskers, notes = build_components(spec)
+    step = count_step_flops(spec, student, teacher, maskers, device="meta", batches=batches)
+    return dataclasses.replace(step, notes=notes)
+
+
+def count_step_flops(spec: JobSpec, student: nn.Module, teacher: Any, maskers: Sequence[Any],
+                     device: str | torch.device, batches: int = 2) -> StepFlops:
+    """FLOPs of one global step of the job (all workers), counted on its components as built, on `device`
+    (the meta device counts without computing; counts are the same on every device).
+
+    They run on `SAMPLE_BATCH` clips, and the count is scaled to `optim.batch_size * resources.workers`.
+    Masks are drawn at the per-worker batch size, as in training (each mask is cut to its batch's smallest
+    count, so token counts depend on it), by a fresh collator seeded like the run's, and their first rows
+    used. Nothing of the components changes (`measure_step_flops`).
+    """
+    from jepa_platform.masks import MaskCollator
+
     per_worker = spec.optim.batch_size
     sample = min(SAMPLE_BATCH, per_worker)
     collator = MaskCollator(maskers, seed=spec.optim.seed)
@@ -354,9 +358,8 @@ def estimate_step_flops(spec: JobSpec, batches: int = 2) -> StepFlops:
 
     res = spec.data.resolution
     shape = (sample, IN_CHANNELS, spec.data.frames, res, res)
-    step = measure_step_flops(student, teacher, masks, shape, batches=batches, device="meta")
-    global_batch = per_worker * spec.resources.workers
-    return dataclasses.replace(step.scaled(global_batch / sample), notes=notes)
+    step = measure_step_flops(student, teacher, masks, shape, batches=batches, device=device)
+    return step.scaled(per_worker * spec.resources.workers / sample)
 
 
 def schedule_flops(spec: JobSpec, batches: int = 2) -> dict[str, Any]:

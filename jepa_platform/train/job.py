@@ -16,7 +16,7 @@ from jepa_platform.plugins.manager import registry
 from jepa_platform.spec import JobSpec
 from jepa_platform.storage import join, write_bytes_atomic
 from jepa_platform.train.build import build_trainer
-from jepa_platform.train.flops import StepFlops, estimate_step_flops
+from jepa_platform.train.flops import count_step_flops
 from jepa_platform.train.loop import Trainer
 from jepa_platform.train.metrics import MetricsLog
 from jepa_platform.train.resume import pin_teacher
@@ -35,31 +35,31 @@ def upstream_flops(spec: JobSpec) -> float:
     return float(json.loads(fs.cat_file(path))["pipeline_flops"])
 
 
-def record_flops(spec: JobSpec, trainer: Trainer, step: StepFlops | None = None) -> None:
-    """Hands one global step's FLOPs to the loop, which logs cumulative `flops` and `pipeline_flops`
-    (earlier stages included), and writes flops.json. `step` is the count the runner made once for the
-    stage (`estimate_step_flops`, what `jepa flops` prints); without it, it is counted here."""
-    step = step or estimate_step_flops(spec)
+def record_flops(spec: JobSpec, trainer: Trainer) -> None:
+    """Counts one global step's FLOPs on the components the trainer built (rank 0, which logs them: the
+    same count as `jepa flops`, `count_step_flops`), hands them to the loop, which logs cumulative `flops`
+    and `pipeline_flops` (earlier stages included), and writes flops.json."""
+    if trainer.rank != 0:
+        return
+    step = count_step_flops(spec, trainer.student, trainer.teacher, trainer.collator.maskers, trainer.device)
     trainer.flops_per_step = step.total()
     trainer.upstream_flops = upstream_flops(spec)
-    if trainer.rank == 0:
-        own = step.total() * spec.optim.steps
-        info = {"per_step": step.as_dict(), "steps": spec.optim.steps, "global_batch":
-                spec.optim.batch_size * spec.resources.workers, "run_flops": own,
-                "upstream_flops": trainer.upstream_flops, "pipeline_flops": trainer.upstream_flops + own,
-                "notes": list(step.notes)}
-        write_bytes_atomic(spec.layout.flops, json.dumps(info, indent=1).encode())
+    own = step.total() * spec.optim.steps
+    info = {"per_step": step.as_dict(), "steps": spec.optim.steps, "global_batch":
+            spec.optim.batch_size * spec.resources.workers, "run_flops": own,
+            "upstream_flops": trainer.upstream_flops, "pipeline_flops": trainer.upstream_flops + own,
+            "notes": list(step.notes)}
+    write_bytes_atomic(spec.layout.flops, json.dumps(info, indent=1).encode())
 
 
-def run_training(spec: JobSpec, step_flops: StepFlops | None = None, **kwargs: Any) -> dict[str, Any]:
+def run_training(spec: JobSpec, **kwargs: Any) -> dict[str, Any]:
     """Train (resuming from the job's last checkpoint if there is one); returns the last metrics row.
 
     The resolved spec, metrics.jsonl and flops.json are written beside the checkpoints under `spec.job_dir`.
-    A runner with several workers counts the step's FLOPs once and hands them in as `step_flops`.
     """
     trainer = build_trainer(spec, **kwargs)
     resumed = trainer.resume()
-    record_flops(spec, trainer, step_flops)
+    record_flops(spec, trainer)
     if trainer.rank == 0:
         pin_teacher(spec, resumed=resumed is not None)  # a SALT student stays on the teacher it started with
         write_bytes_atomic(spec.layout.spec_file, spec.to_yaml().encode())

@@ -167,3 +167,28 @@ def test_a_frozen_teacher_is_priced_from_its_checkpoint_its_backbone_or_flagged_
     unknown = flops.estimate_step_flops(tiny_spec(teacher={"kind": "frozen", "params": {"checkpoint": later}}))
     assert unknown.teacher_forward == 0 and "not counted" in unknown.notes[0]
     assert (unknown.encoder_train, unknown.head_train) == (ema.encoder_train, ema.head_train)
+
+
+def test_a_run_counts_its_flops_once_on_what_it_built_as_jepa_flops_does(tmp_path, monkeypatch):
+    """Plain PyTorch `run_training` with a frozen teacher: its checkpoint is read once (the count uses the
+    teacher the run built), and flops.json holds what `jepa flops` (`estimate_step_flops`) prints."""
+    import json
+
+    from jepa_platform.teachers import frozen
+    from jepa_platform.train.job import run_training
+
+    backbone = tiny_spec().backbone.model_dump()
+    torch.save({"encoder": video_vit(**{**backbone["params"], "img_size": 32, "num_frames": 4}).state_dict()},
+               tmp_path / "encoder.pth")
+    spec = validate_spec({**tiny_spec().resolved(), "name": "counted", "storage": {"output": str(tmp_path)},
+                          "data": {"dataset": "synthetic", "frames": 4, "resolution": 32, "loader_workers": 0,
+                                   "params": {"videos_per_class": 1, "size": 32}},
+                          "optim": {"batch_size": 2, "steps": 1, "warmup_steps": 0},
+                          "teacher": {"kind": "frozen", "params": {"checkpoint": str(tmp_path / "encoder.pth")}}})
+    expected = flops.estimate_step_flops(spec).as_dict()
+    reads = []
+    load = frozen.load_encoder_state
+    monkeypatch.setattr(frozen, "load_encoder_state", lambda *a, **k: reads.append(a) or load(*a, **k))
+    run_training(spec)
+    assert len(reads) == 1
+    assert json.loads((tmp_path / "counted" / "flops.json").read_text())["per_step"] == expected
