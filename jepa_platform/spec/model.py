@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from jepa_platform.errors import EXIT_USAGE, JepaError
 from jepa_platform.layout import JobLayout
 from jepa_platform.spec.optim import OptimConfig
-from jepa_platform.spec.probe import ProbeSettings
+from jepa_platform.spec.probe import ProbeSettings, Strict
 from jepa_platform.storage import join
 
 
@@ -21,10 +21,6 @@ class SpecError(JepaError):
     """A spec that does not validate; the message lists every problem with its path."""
 
     exit_code = EXIT_USAGE
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class ComponentSpec(Strict):

@@ -12,6 +12,8 @@ RANDOM = "random"
 
 
 class Strict(BaseModel):
+    """A model that refuses fields it does not know (the spec's models are all strict)."""
+
     model_config = ConfigDict(extra="forbid")
 
 
