@@ -17,7 +17,7 @@ from typing import Any
 
 from jepa_platform.errors import JepaError, JobDetached
 from jepa_platform.events import PREFIX, EventReader, Row, Stage
-from jepa_platform.runners.jobstore import TERMINAL, JobNotFound, JobRecord, JobStore
+from jepa_platform.runners.jobstore import TERMINAL, JobNotFound, JobRecord, JobStore, new_job_id
 from jepa_platform.runners.stages import RunResult, StageEvent
 from jepa_platform.spec import JobSpec
 
@@ -178,9 +178,3 @@ class ClusterJobs:
         if not record.remote_id:
             raise JobNotFound(f"job {record.id} was never started on its cluster (status {record.status})")
         return record.remote_id
-
-
-def new_job_id(name: str) -> str:
-    import uuid
-
-    return f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"

@@ -52,12 +52,17 @@ def jobs_home() -> Path:
     return path
 
 
+def new_job_id(name: str) -> str:
+    """`NAME-YYYYmmdd-HHMMSS-xxxx`: a job's id here, and the id of the job it becomes on a cluster."""
+    return f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
+
+
 class JobStore:
     def __init__(self, root: Path | None = None):
         self.root = root or jobs_home()
 
     def new_id(self, name: str) -> str:
-        return f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
+        return new_job_id(name)
 
     def path(self, job_id: str) -> Path:
         return self.root / f"{job_id}.json"

@@ -40,9 +40,9 @@ from typing import Any, NamedTuple
 
 from jepa_platform.errors import ClusterError, ConfigError, JepaError
 from jepa_platform.events import EventReader
-from jepa_platform.runners.cluster import ClusterJobs, Started, new_job_id
+from jepa_platform.runners.cluster import ClusterJobs, Started
 from jepa_platform.runners.driver import SPEC_ENV, command, encode_spec
-from jepa_platform.runners.jobstore import JobNotFound, JobRecord
+from jepa_platform.runners.jobstore import JobNotFound, JobRecord, new_job_id
 from jepa_platform.spec import JobSpec, travelling
 
 ADDRESS_ENV = "JEPA_RAY_ADDRESS"
