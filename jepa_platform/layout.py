@@ -47,7 +47,3 @@ class JobLayout:
     @property
     def teacher_pin(self) -> str:
         return join(self.root, TEACHER_PIN)
-
-    @property
-    def ray_train(self) -> str:
-        return join(self.root, RAY_TRAIN_DIR)

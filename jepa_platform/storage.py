@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import posixpath
 import uuid
+from pathlib import Path
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -31,3 +32,11 @@ def write_bytes_atomic(url: str, data: bytes) -> None:
         os.replace(tmp, path)
     else:
         fs.pipe_file(path, data)
+
+
+def absolute_local(url: str | None) -> str | None:
+    """Local paths are taken from the current folder and made absolute, so that workers in other folders
+    (Ray Train workers, later stages) find the same files; URLs and None are left as they are."""
+    if url is None or "://" in url:
+        return url
+    return str(Path(url).expanduser().resolve())

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -14,13 +13,18 @@ from jepa_platform.errors import EXIT_USAGE, JepaError
 from jepa_platform.layout import JobLayout
 from jepa_platform.spec.optim import OptimConfig
 from jepa_platform.spec.probe import ProbeSettings, Strict
-from jepa_platform.storage import join
+from jepa_platform.storage import absolute_local, join
 
 
 class SpecError(JepaError):
     """A spec that does not validate; the message lists every problem with its path."""
 
     exit_code = EXIT_USAGE
+
+    @classmethod
+    def listing(cls, source: str, problems: list[str]) -> SpecError:
+        """`SOURCE is invalid:` and one indented line per problem."""
+        return cls(f"{source} is invalid:\n  " + "\n  ".join(problems))
 
 
 class ComponentSpec(Strict):
@@ -54,14 +58,6 @@ class ResourcesSpec(Strict):
     gpus_per_worker: float = Field(0, ge=0)
     accelerator_type: str | None = Field(None, description="e.g. A100, H100; a Ray accelerator_type.")
     max_failures: int = Field(0, ge=-1, description="Worker-group restarts Ray Train may make (-1: unlimited).")
-
-
-def absolute_local(url: str | None) -> str | None:
-    """Local paths are taken from the current folder and made absolute, so that workers in other
-    folders (Ray Train workers, later stages) find the same files; URLs are left as they are."""
-    if url is None or "://" in url:
-        return url
-    return str(Path(url).expanduser().resolve())
 
 
 class StorageSpec(Strict):

@@ -3,10 +3,11 @@ CLI (`jepa probe`), a spec's probe stage and the library (`eval.run_probe`)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from jepa_platform.storage import absolute_local
 
 RANDOM = "random"
 
@@ -20,14 +21,6 @@ class Strict(BaseModel):
 class ComponentChoice(Strict):
     kind: str = Field(description="Registered component name (see `jepa components`).")
     params: dict[str, Any] = Field(default_factory=dict, description="Validated by the component's own model.")
-
-
-def absolute_local(url: str | None) -> str | None:
-    """Local paths made absolute from the current folder (workers elsewhere find the same files); URLs,
-    null and 'random' stay as they are."""
-    if url is None or url == RANDOM or "://" in url:
-        return url
-    return str(Path(url).expanduser().resolve())
 
 
 def validate_component(family: str, choice: ComponentChoice) -> ComponentChoice:
@@ -94,7 +87,7 @@ class ProbeSettings(Strict):
     @field_validator("checkpoint", "train", "val", "output")
     @classmethod
     def _absolute(cls, v: str | None) -> str | None:
-        return absolute_local(v)
+        return v if v == RANDOM else absolute_local(v)  # 'random' names no file
 
     @field_validator("lrs", "wds")
     @classmethod

@@ -33,16 +33,16 @@ def expand_stages(base_raw: dict[str, Any], base: JobSpec, stages: list[Any], so
     for i, stage in enumerate(stages):
         where = f"stages[{i}]"
         if not isinstance(stage, dict) or not isinstance(stage.get("name"), str):
-            raise SpecError(f"{source} is invalid:\n  {where}.name: every stage needs a name")
+            raise SpecError.listing(source, [f"{where}.name: every stage needs a name"])
         fixed = sorted({"name", "stages", "storage", "target", "kubernetes", "cluster"} & (stage.keys() - {"name"}))
         if fixed:
-            raise SpecError(f"{source} is invalid:\n  {where}: {', '.join(fixed)} can only be set for the whole job")
+            raise SpecError.listing(source, [f"{where}: {', '.join(fixed)} can only be set for the whole job"])
         if stage["name"] in done:
-            raise SpecError(f"{source} is invalid:\n  {where}.name: stage {stage['name']!r} appears twice")
+            raise SpecError.listing(source, [f"{where}.name: stage {stage['name']!r} appears twice"])
         problems: list[str] = []
         overrides = resolve_stage_refs({k: v for k, v in stage.items() if k != "name"}, done, where, problems)
         if problems:
-            raise SpecError(f"{source} is invalid:\n  " + "\n  ".join(problems))
+            raise SpecError.listing(source, problems)
         merged = deep_merge(base_raw, overrides)
         merged["name"] = stage["name"]
         merged["storage"] = {"output": base.job_dir}  # each stage gets its own folder inside the job's

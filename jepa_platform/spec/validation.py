@@ -74,13 +74,7 @@ def validate_spec(raw: dict[str, Any], source: str = "spec") -> JobSpec:
 
 
 def validate_one(raw: dict[str, Any], source: str, where: str = "") -> JobSpec:
-    def fail(problems: list[str]) -> SpecError:
-        return SpecError(f"{source} is invalid:\n  " + "\n  ".join(problems))
-
-    try:
-        spec = JobSpec.model_validate(raw)
-    except ValidationError as e:
-        raise fail(error_lines(e, where, JobSpec)) from None
+    spec = structure(raw, source, where)
     problems: list[str] = []
     for path, family, comp in spec.components():
         kind_path = "data.dataset" if family == "datasets" else f"{path}.kind"
@@ -105,7 +99,7 @@ def validate_one(raw: dict[str, Any], source: str, where: str = "") -> JobSpec:
     if not problems:
         problems += [format_loc((p,), where) for p in cross_checks(spec)]
     if problems:
-        raise fail(problems)
+        raise SpecError.listing(source, problems)
     return spec
 
 
@@ -156,8 +150,9 @@ def resolved_spec(data: dict[str, Any], source: str = "resolved spec") -> JobSpe
     return spec
 
 
-def structure(data: dict[str, Any], source: str) -> JobSpec:
+def structure(data: dict[str, Any], source: str, where: str = "") -> JobSpec:
+    """The spec's fields read by the model alone (no component looked up); errors prefixed with `where`."""
     try:
         return JobSpec.model_validate(data)
     except ValidationError as e:
-        raise SpecError(f"{source} is invalid:\n  " + "\n  ".join(error_lines(e, "", JobSpec))) from None
+        raise SpecError.listing(source, error_lines(e, where, JobSpec)) from None
