@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from jepa_platform import __version__
 from jepa_platform.errors import EXIT_FAILED, EXIT_INTERRUPTED, ConfigError, JepaError, JobDetached
+from jepa_platform.version import __version__
 
 app = typer.Typer(
     name="jepa", help="Self-supervised video representation learning: V-JEPA and SALT from one YAML spec.",

@@ -19,7 +19,8 @@ from jepa_platform.eval.probing import ProbeTrainer
 from jepa_platform.eval.report import ProbeReport, class_groups, make_report, write_metrics, write_outputs
 from jepa_platform.eval.settings import ProbeSettings, resolve_settings
 from jepa_platform.plugins.manager import registry
-from jepa_platform.teachers.encoder_checkpoints import fit_encoder, load_encoder_state
+from jepa_platform.weights.checkpoints import fit_encoder
+from jepa_platform.weights.load import encoder_source
 
 __all__ = ["build_encoder", "probe_worker", "run_probe"]
 
@@ -32,7 +33,8 @@ def build_encoder(settings: ProbeSettings) -> nn.Module:
         torch.default_generator.manual_seed(settings.seed)
         encoder = component.build(settings.backbone.params, img_size=settings.resolution, num_frames=settings.frames)
     if not settings.random_init:
-        fit_encoder(encoder, load_encoder_state(settings.checkpoint, settings.key), settings.checkpoint)
+        source = encoder_source(settings.checkpoint, settings.key)
+        fit_encoder(encoder, source.tensors, source.where)
     return encoder
 
 

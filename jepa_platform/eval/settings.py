@@ -1,44 +1,30 @@
 """What a frozen evaluation runs: `ProbeSettings` (defined with the spec, `spec.probe`) completed from the
-checkpoint's job."""
+checkpoint: its job's spec, or the architecture its file states or its weights imply."""
 
 from __future__ import annotations
 
-import posixpath
 from typing import Any
-
-import fsspec
-import yaml
 
 from jepa_platform.errors import ConfigError
 from jepa_platform.layout import SPEC_FILE
 from jepa_platform.spec.probe import ComponentChoice, ProbeSettings, validate_component
+from jepa_platform.weights.load import checkpoint_job_spec, encoder_source, stated_spec
 
 __all__ = ["ComponentChoice", "ProbeSettings", "resolve_settings"]
 
 DEFAULT_CLIP = {"frames": 16, "stride": 4, "resolution": 224}
 
 
-def checkpoint_job_spec(url: str) -> dict[str, Any] | None:
-    """The resolved spec of the job that wrote checkpoint `url` (a job, checkpoints or step folder, or a
-    state file), read from `spec.resolved.yaml` up to three folders above it; None when there is none."""
-    try:
-        fs, path = fsspec.core.url_to_fs(url)
-        path = path.rstrip("/")
-        for _ in range(4):
-            candidate = posixpath.join(path, SPEC_FILE)
-            if fs.exists(candidate):
-                return yaml.safe_load(fs.cat_file(candidate).decode())
-            path = posixpath.dirname(path)
-    except (OSError, ValueError, yaml.YAMLError):
-        return None
-    return None
-
-
 def resolve_settings(settings: ProbeSettings, need_backbone: bool = True) -> ProbeSettings:
     """`settings` with the backbone and clip sizes filled in: given ones stay, missing ones come from the
-    checkpoint's job spec, then from the defaults (16 frames, stride 4, 224 pixels). Without a backbone
-    and a job spec to take it from, a ConfigError, unless `need_backbone` is False."""
+    checkpoint's job spec, else from the architecture the checkpoint states or its weights imply (a Hugging
+    Face folder, an export, an official file), then from the defaults (16 frames, stride 4, 224 pixels).
+    Without a backbone to be had, a ConfigError, unless `need_backbone` is False."""
     job = None if settings.random_init else checkpoint_job_spec(settings.checkpoint)
+    if job is None and not settings.random_init and settings.backbone is None:
+        spec = stated_spec(settings.checkpoint, settings.key) or encoder_source(settings.checkpoint, settings.key).spec
+        job = {"backbone": {"kind": spec.kind, "params": spec.params},
+               "data": {"frames": spec.num_frames, "resolution": spec.img_size}}
     update: dict[str, Any] = {}
     data = (job or {}).get("data") or {}
     for name, default in DEFAULT_CLIP.items():

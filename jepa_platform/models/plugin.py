@@ -16,20 +16,28 @@ from jepa_platform.plugins.registries import Params
 
 # -- backbones ---------------------------------------------------------------------------------------
 class VitParams(Params):
-    size: Literal["tiny", "small", "base", "large", "huge", "giant", "custom"] = "base"
+    size: Literal["tiny", "small", "base", "large", "huge", "giant", "giant_xformers", "gigantic_xformers",
+                  "custom"] = Field("base", description="giant_xformers: V-JEPA 2's ViT-g (1408 wide, 40 deep, 22 "
+                                    "heads); gigantic_xformers: V-JEPA 2.1's ViT-G (1664, 48, 26).")
     patch_size: int = Field(16, ge=1)
     tubelet_size: int = Field(2, ge=1)
     embed_dim: int | None = Field(None, ge=1, description="Overrides the size's width.")
     depth: int | None = Field(None, ge=1, description="Overrides the size's depth.")
     num_heads: int | None = Field(None, ge=1, description="Overrides the size's heads.")
-    mlp_ratio: float = Field(4.0, gt=0)
+    mlp_ratio: float | None = Field(None, gt=0, description="Overrides the size's MLP ratio (4; 48/11 for the "
+                                    "giants, 64/13 for gigantic).")
+    mlp: Literal["gelu", "swiglu"] = Field("gelu", description="GELU MLP, or V-JEPA 2's SwiGLU (fc1, fc2, fc3).")
+    pos_embed: Literal["sincos", "rope"] = Field(
+        "sincos", description="Fixed 3D sin-cos positions added to the tokens (V-JEPA) or 3D rotary positions "
+        "in every attention (V-JEPA 2 / 2.1)."
+    )
     drop_path_rate: float = Field(0.0, ge=0, lt=1)
-    uniform_power: bool = True
+    uniform_power: bool = Field(True, description="Sin-cos only: the same share of channels per axis.")
     activation_checkpointing: bool = False
 
 
 def build_vit(params: VitParams, *, img_size: int, num_frames: int):
-    """Video ViT (3D patches, sin-cos positions, timm blocks), sizes tiny..giant or custom."""
+    """Video ViT (3D patches, sin-cos or rotary positions, timm blocks), sizes tiny..gigantic or custom."""
     from jepa_platform.models.vit import video_vit
 
     return video_vit(params.size, img_size=img_size, num_frames=num_frames, **params.model_dump(exclude={"size"}))
@@ -89,8 +97,10 @@ def build_timm_backbone(params: TimmBackboneParams, *, img_size: int, num_frames
 class PredictorParams(Params):
     embed_dim: int = Field(384, ge=1, description="Predictor width.")
     depth: int = Field(12, ge=1)
-    num_heads: int = Field(12, ge=1)
+    num_heads: int = Field(12, ge=1, description="Predictor heads, independent of the encoder's.")
     mlp_ratio: float = Field(4.0, gt=0)
+    mlp: Literal["gelu", "swiglu"] = "gelu"
+    pos_embed: Literal["sincos", "rope"] = Field("sincos", description="As the backbone's pos_embed.")
     drop_path_rate: float = Field(0.0, ge=0, lt=1)
     uniform_power: bool = True
     activation_checkpointing: bool = False
@@ -104,7 +114,7 @@ def build_predictor(params: PredictorParams, *, embed_dim: int, grid, target_dim
         embed_dim, grid, predictor_embed_dim=params.embed_dim, depth=params.depth, num_heads=params.num_heads,
         target_dim=target_dim, num_mask_tokens=num_mask_tokens, mlp_ratio=params.mlp_ratio,
         drop_path_rate=params.drop_path_rate, uniform_power=params.uniform_power,
-        activation_checkpointing=params.activation_checkpointing,
+        activation_checkpointing=params.activation_checkpointing, pos_embed=params.pos_embed, mlp=params.mlp,
     )
 
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from timm.layers import Mlp, trunc_normal_
 
 from jepa_platform.errors import ConfigError
-from jepa_platform.models.vit import build_blocks, init_transformer_weights, rescale_residual_branches
+from jepa_platform.models.blocks import build_blocks, init_transformer_weights, rescale_residual_branches
 
 __all__ = ["AttentiveProbe", "CrossAttention", "CrossAttentionBlock", "LinearProbe", "default_heads"]
 

@@ -1,24 +1,32 @@
-"""Video Vision Transformer: tubelet patch embedding, fixed 3D sin-cos positions, timm blocks.
+"""Video Vision Transformer: tubelet patch embedding, 3D positions (fixed sin-cos added to the tokens, as
+V-JEPA; or rotary, as V-JEPA 2), timm blocks.
 
-Parameter names match the official V-JEPA encoder (`patch_embed.proj`, `pos_embed`, `blocks.{i}.attn.qkv`,
-...) so its checkpoints load without renaming beyond the wrapper prefixes.
+Parameter names match the official V-JEPA / V-JEPA 2 encoders (`patch_embed.proj`, `pos_embed`,
+`blocks.{i}.attn.qkv`, ...) so their checkpoints load without renaming beyond the wrapper prefixes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
+from typing import Literal
 
 import torch
 import torch.nn as nn
-from timm.layers import trunc_normal_
-from timm.models.vision_transformer import Block
-from torch.utils.checkpoint import checkpoint
 
 from jepa_platform.errors import ConfigError
+from jepa_platform.models.blocks import (
+    Positions,
+    build_blocks,
+    init_transformer_weights,
+    rescale_residual_branches,
+    run_blocks,
+)
 from jepa_platform.models.pos_embed import resample_pos_embed, sincos_3d
+from jepa_platform.models.rope import grid_positions
 from jepa_platform.models.tokens import gather_tokens
+
+PosEmbed = Literal["sincos", "rope"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +34,7 @@ class VitSize:
     embed_dim: int
     depth: int
     num_heads: int
+    mlp_ratio: float = 4.0
 
 
 VIT_SIZES: dict[str, VitSize] = {
@@ -34,7 +43,9 @@ VIT_SIZES: dict[str, VitSize] = {
     "base": VitSize(768, 12, 12),
     "large": VitSize(1024, 24, 16),
     "huge": VitSize(1280, 32, 16),
-    "giant": VitSize(1408, 40, 16),
+    "giant": VitSize(1408, 40, 16, 48 / 11),
+    "giant_xformers": VitSize(1408, 40, 22, 48 / 11),  # V-JEPA 2's ViT-g
+    "gigantic_xformers": VitSize(1664, 48, 26, 64 / 13),  # V-JEPA 2.1's ViT-G
 }
 
 
@@ -52,59 +63,6 @@ class PatchEmbed3D(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(x).flatten(2).transpose(1, 2)
-
-
-def init_transformer_weights(module: nn.Module) -> None:
-    """timm/V-JEPA init: truncated-normal linears (std 0.02), unit LayerNorms, zero biases."""
-    if isinstance(module, nn.Linear):
-        trunc_normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.Conv3d):
-        trunc_normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-
-
-def rescale_residual_branches(blocks: Sequence[Block]) -> None:
-    """Divide each block's output projections by sqrt(2 * depth index) so deep stacks start stable."""
-    for layer_id, block in enumerate(blocks, start=1):
-        block.attn.proj.weight.data.div_((2.0 * layer_id) ** 0.5)
-        block.mlp.fc2.weight.data.div_((2.0 * layer_id) ** 0.5)
-
-
-def build_blocks(dim: int, depth: int, num_heads: int, mlp_ratio: float, drop_path_rate: float) -> nn.ModuleList:
-    """Pre-norm timm blocks (SDPA attention, qkv bias, LayerNorm eps 1e-6) with a linear drop-path ramp."""
-    if dim % num_heads:
-        raise ConfigError(f"embed_dim: must be divisible by num_heads ({num_heads}), got {dim}")
-    rates = torch.linspace(0, drop_path_rate, depth).tolist() if depth else []
-    return nn.ModuleList(
-        Block(
-            dim,
-            num_heads,
-            mlp_ratio=mlp_ratio,
-            qkv_bias=True,
-            drop_path=rate,
-            norm_layer=partial(nn.LayerNorm, eps=1e-6),
-        )
-        for rate in rates
-    )
-
-
-def run_blocks(blocks: nn.ModuleList, x: torch.Tensor, checkpointing: bool, keep_outputs: set[int]):
-    """Runs the blocks in order; returns the final tokens and {layer index: tokens} for `keep_outputs`."""
-    kept = {}
-    for i, block in enumerate(blocks):
-        if checkpointing and torch.is_grad_enabled():
-            x = checkpoint(block, x, use_reentrant=False)
-        else:
-            x = block(x)
-        if i in keep_outputs:
-            kept[i] = x
-    return x, kept
 
 
 class VideoViT(nn.Module):
@@ -129,8 +87,12 @@ class VideoViT(nn.Module):
         drop_path_rate: float = 0.0,
         uniform_power: bool = True,
         activation_checkpointing: bool = False,
+        pos_embed: PosEmbed = "sincos",
+        mlp: str = "gelu",
     ):
         super().__init__()
+        if pos_embed not in ("sincos", "rope"):
+            raise ConfigError(f"pos_embed: must be 'sincos' or 'rope', got {pos_embed!r}")
         if img_size % patch_size:
             raise ConfigError(f"resolution: must be divisible by patch_size ({patch_size}), got {img_size}")
         if num_frames % tubelet_size:
@@ -139,11 +101,13 @@ class VideoViT(nn.Module):
         self.embed_dim, self.num_heads = embed_dim, num_heads
         self.grid = (num_frames // tubelet_size, img_size // patch_size, img_size // patch_size)
         self.activation_checkpointing = activation_checkpointing
+        self.rope = pos_embed == "rope"
         self.patch_embed = PatchEmbed3D(patch_size, tubelet_size, in_chans, embed_dim)
-        self.register_buffer(
-            "pos_embed", sincos_3d(embed_dim, self.grid, uniform_power).unsqueeze(0), persistent=True
-        )
-        self.blocks = build_blocks(embed_dim, depth, num_heads, mlp_ratio, drop_path_rate)
+        if not self.rope:
+            self.register_buffer(
+                "pos_embed", sincos_3d(embed_dim, self.grid, uniform_power).unsqueeze(0), persistent=True
+            )
+        self.blocks = build_blocks(embed_dim, depth, num_heads, mlp_ratio, drop_path_rate, self.rope, mlp)
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.apply(init_transformer_weights)
         rescale_residual_branches(self.blocks)
@@ -162,18 +126,29 @@ class VideoViT(nn.Module):
             )
         return t // self.tubelet_size, h // self.patch_size, w // self.patch_size
 
-    def embed(self, clips: torch.Tensor) -> torch.Tensor:
-        """Patch tokens with positions added: [B, N, D]."""
+    def embed(self, clips: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
+        """Patch tokens [B, N, D] (with sin-cos positions added unless the encoder is RoPE) and their grid."""
         if clips.ndim == 4:  # an image is a still clip of one tubelet
             clips = clips.unsqueeze(2).expand(-1, -1, self.tubelet_size, -1, -1)
         grid = self.token_grid(clips.shape)
         x = self.patch_embed(clips)
-        return x + resample_pos_embed(self.pos_embed, self.grid, grid).to(x.dtype)
+        if self.rope:
+            return x, grid
+        return x + resample_pos_embed(self.pos_embed, self.grid, grid).to(x.dtype), grid
 
-    def encode(self, tokens: torch.Tensor, return_layers: Sequence[int] | None = None):
-        """Transformer + final norm over already-embedded tokens."""
+    def positions(self, grid: tuple[int, int, int], keep: torch.Tensor | None, device) -> Positions | None:
+        """RoPE positions of the tokens that enter the blocks (all, or `keep`'s); None for sin-cos."""
+        if not self.rope:
+            return None
+        if keep is None:
+            return grid_positions(torch.arange(grid[0] * grid[1] * grid[2], device=device), grid)
+        return tuple(p.unsqueeze(1) for p in grid_positions(keep, grid))  # [B, 1, K]: one per head
+
+    def encode(self, tokens: torch.Tensor, return_layers: Sequence[int] | None = None,
+               positions: Positions | None = None):
+        """Transformer + final norm over already-embedded tokens (at `positions`, for a RoPE encoder)."""
         layers = [i % self.depth for i in (return_layers or [])]
-        x, kept = run_blocks(self.blocks, tokens, self.activation_checkpointing, set(layers))
+        x, kept = run_blocks(self.blocks, tokens, self.activation_checkpointing, set(layers), positions)
         if return_layers is None:
             return self.norm(x)
         return [self.norm(kept[i]) for i in layers]
@@ -185,12 +160,25 @@ class VideoViT(nn.Module):
         return_layers: Sequence[int] | None = None,
     ):
         """Features of the kept tokens; a list of layer outputs when `return_layers` names some (-1 = last)."""
-        tokens = self.embed(clips)
+        tokens, grid = self.embed(clips)
         if keep is None:
-            return self.encode(tokens, return_layers)
+            return self.encode(tokens, return_layers, self.positions(grid, None, tokens.device))
         if isinstance(keep, torch.Tensor):
-            return self.encode(gather_tokens(tokens, keep), return_layers)
-        return [self.encode(gather_tokens(tokens, k), return_layers) for k in keep]
+            return self.encode(gather_tokens(tokens, keep), return_layers, self.positions(grid, keep, tokens.device))
+        return [self.encode(gather_tokens(tokens, k), return_layers, self.positions(grid, k, tokens.device))
+                for k in keep]
+
+    @torch.no_grad()
+    def features(self, clips: torch.Tensor) -> torch.Tensor:
+        """Per-token features [B, N, D] of clips [B, C, T, H, W], N = (T/tubelet) * (H/patch) * (W/patch).
+
+        Clips are float RGB, each channel scaled to [0, 1] and then normalised with the ImageNet mean
+        (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225), as in training and in V-JEPA / V-JEPA 2.
+        T, H and W must divide by the tubelet and patch sizes; other sizes than the configured ones work
+        (RoPE takes the clip's own grid, sin-cos positions are resampled). Tokens are in (frame, row,
+        column) order; average them over N for one vector per clip.
+        """
+        return self(clips)
 
 
 def video_vit(size: str = "base", **kwargs) -> VideoViT:

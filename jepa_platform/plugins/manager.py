@@ -75,7 +75,7 @@ class Plugins:
         others = [(d, ep) for d, ep in found if d.metadata["Name"] != DISTRIBUTION] if third_party else []
         if not any(ep.name == BUILTIN for _, ep in own) and BUILTIN not in self.blocked:
             # Run from a source tree without installed metadata: the entry point's target, by name.
-            from jepa_platform import __version__
+            from jepa_platform.version import __version__
 
             self._register(importlib.import_module(BUILTIN_MODULE), BUILTIN, __version__)
         for dist, ep in own + others:

@@ -27,13 +27,13 @@ from typing import Any, Literal
 
 import yaml
 
-from jepa_platform import __version__
 from jepa_platform.errors import ConfigError
 from jepa_platform.runners.driver import SPEC_ENV, command, decode_spec, encode_spec
 from jepa_platform.runners.k8s_settings import GCS_KEY_DIR, KubernetesSettings
 from jepa_platform.runners.profiles import AcceleratorProfile, Toleration, get_profile, parse_quantity
 from jepa_platform.spec import JobSpec, travelling
 from jepa_platform.spec.validation import PIPELINE
+from jepa_platform.version import __version__
 
 API_VERSION = "ray.io/v1"
 KIND = "RayJob"

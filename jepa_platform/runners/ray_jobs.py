@@ -310,7 +310,7 @@ class RayJobsRunner(ClusterJobs):
     def launch(self, spec: JobSpec, working_dir: str | None = None, plugins: list[str] | None = None, *,
                stage: str | None = None, submission_id: str | None = None) -> str:
         """Submits the job (all its stages, or only `stage`); returns its submission id."""
-        from jepa_platform import __version__
+        from jepa_platform.version import __version__
 
         submission_id = submission_id or new_job_id(spec.name)
         entrypoint = shlex.join(command(stage))

@@ -7,8 +7,9 @@ from typing import Any
 import torch.nn as nn
 
 from jepa_platform.errors import ConfigError
-from jepa_platform.teachers.encoder_checkpoints import fit_encoder, load_encoder_state
 from jepa_platform.teachers.latent import LatentTeacher
+from jepa_platform.weights.checkpoints import fit_encoder
+from jepa_platform.weights.load import encoder_source
 
 
 def clip_size(encoder: nn.Module) -> dict[str, int]:
@@ -50,11 +51,12 @@ class FrozenTeacher(LatentTeacher):
     def from_checkpoint(
         cls, backbone: nn.Module, url: str, key: str = "auto", student: nn.Module | None = None
     ) -> FrozenTeacher:
-        """`backbone` with the encoder weights of `url` (see `load_encoder_state`); with `student`, also
-        checks both cut clips into the same tokens."""
+        """`backbone` with the encoder weights of `url` (any source `weights.load.encoder_source` reads); with
+        `student`, also checks both cut clips into the same tokens."""
         if student is not None:
             check_same_tokens(backbone, student)
-        fit_encoder(backbone, load_encoder_state(url, key), url)
+        source = encoder_source(url, key)
+        fit_encoder(backbone, source.tensors, source.where)
         return cls(backbone, url)
 
     def after_step(self, step: int) -> None:

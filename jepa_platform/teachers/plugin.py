@@ -44,7 +44,8 @@ class BackboneParams(Params):
 class FrozenParams(Params):
     checkpoint: str = Field(
         description="Encoder weights, any fsspec URL: a jepa-platform job or checkpoints folder (follows 'latest'), "
-        "a step_N folder or state.pt, or an official V-JEPA .pth file; `stage:NAME` in a pipeline."
+        "a step_N folder or state.pt, a jepa export, an official V-JEPA / V-JEPA 2 / 2.1 .pt file or a Hugging Face "
+        "V-JEPA 2 folder; `stage:NAME` in a pipeline."
     )
     key: Literal["auto", "teacher", "student", "target_encoder", "encoder"] = Field(
         "auto", description="Which encoder: auto takes the teacher's / target encoder when saved, else the student's."
@@ -55,7 +56,8 @@ class FrozenParams(Params):
     )
     backbone: BackboneParams | None = Field(
         None, description="The teacher's architecture, matching the checkpoint (SALT: may be smaller than the "
-        "student); default: the student's."
+        "student); default: the one the checkpoint states (its job's spec, a Hugging Face or jepa export config), "
+        "else the student's."
     )
 
     @field_validator("backbone")
@@ -83,8 +85,13 @@ def build_frozen(params: FrozenParams, *, student, **_):
 
     from jepa_platform.plugins import registry
     from jepa_platform.teachers.frozen import FrozenTeacher, clip_size
+    from jepa_platform.weights.load import stated_spec
 
-    if params.backbone is None:
+    stated = stated_spec(params.checkpoint, params.key) if params.backbone is None else None
+    if stated is not None:  # the architecture the checkpoint states (its job, a Hugging Face or export config)
+        backbone = registry("backbones").get(stated.kind).build(
+            registry("backbones").get(stated.kind).config.model_validate(stated.params), **clip_size(student))
+    elif params.backbone is None:
         backbone = copy.deepcopy(student)
     else:
         backbone = registry("backbones").get(params.backbone.kind).build(params.backbone.params, **clip_size(student))

@@ -21,11 +21,11 @@ from jepa_platform.layout import JobLayout
 from jepa_platform.spec import JobSpec
 from jepa_platform.spec.optim import OptimConfig
 from jepa_platform.storage import write_bytes_atomic
-from jepa_platform.teachers.encoder_checkpoints import checkpoint_file
 from jepa_platform.train.checkpoint import CheckpointStore, step_of
 from jepa_platform.train.metrics import parse_lines
 from jepa_platform.train.optim import Schedules
 from jepa_platform.train.schedules import stretched_length
+from jepa_platform.weights.checkpoints import checkpoint_file
 
 # What a checkpoint's tensors and a run's meaning depend on: a change here makes it another run.
 IDENTITY = ("backbone", "predictor", "masks", "teacher", "data.dataset", "data.frames", "data.stride",

@@ -13,13 +13,15 @@ def tiny(**kw):
 
 
 def test_vit_sizes_have_the_usual_width_depth_heads():
-    assert {k: (v.embed_dim, v.depth, v.num_heads) for k, v in VIT_SIZES.items()} == {
-        "tiny": (192, 12, 3),
-        "small": (384, 12, 6),
-        "base": (768, 12, 12),
-        "large": (1024, 24, 16),
-        "huge": (1280, 32, 16),
-        "giant": (1408, 40, 16),
+    assert {k: (v.embed_dim, v.depth, v.num_heads, round(v.mlp_ratio, 4)) for k, v in VIT_SIZES.items()} == {
+        "tiny": (192, 12, 3, 4),
+        "small": (384, 12, 6, 4),
+        "base": (768, 12, 12, 4),
+        "large": (1024, 24, 16, 4),
+        "huge": (1280, 32, 16, 4),
+        "giant": (1408, 40, 16, 4.3636),  # 48/11: an MLP 6144 wide
+        "giant_xformers": (1408, 40, 22, 4.3636),  # V-JEPA 2's ViT-g
+        "gigantic_xformers": (1664, 48, 26, 4.9231),  # 64/13: 8192 wide
     }
 
 
@@ -42,7 +44,7 @@ def test_keep_gives_the_same_features_as_running_on_those_tokens_alone():
     model = tiny()
     clips = torch.randn(1, 3, 4, 32, 32)
     keep = torch.tensor([[2, 7, 9, 30]])
-    tokens = model.embed(clips)[:, keep[0]]
+    tokens = model.embed(clips)[0][:, keep[0]]
     torch.testing.assert_close(model(clips, keep=keep), model.encode(tokens))
 
 

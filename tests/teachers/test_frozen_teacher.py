@@ -13,10 +13,10 @@ from jepa_platform.models.vit import video_vit
 from jepa_platform.spec.optim import OptimConfig
 from jepa_platform.teachers.base import TeacherStrategy
 from jepa_platform.teachers.ema import EmaTeacher
-from jepa_platform.teachers.encoder_checkpoints import fit_encoder, load_encoder_state
 from jepa_platform.teachers.frozen import FrozenTeacher
 from jepa_platform.train.checkpoint import CheckpointStore
 from jepa_platform.train.loop import JepaStudent, Trainer
+from jepa_platform.weights.checkpoints import fit_encoder, load_encoder_state
 
 
 def vit(embed_dim=48, depth=2, num_heads=3, seed=0, **kwargs):
@@ -118,16 +118,20 @@ def test_checkpoint_of_another_architecture_fails_naming_the_tensors_that_do_not
         FrozenTeacher.from_checkpoint(vit(embed_dim=32, depth=3, num_heads=2), url)
     message = str(err.value)
     assert url in message
-    assert "blocks.0.attn.qkv.weight: checkpoint [144, 48] vs teacher [96, 32]" in message
+    assert "blocks.0.attn.qkv.weight: checkpoint [144, 48] vs configured [96, 32]" in message
     assert "missing from the checkpoint: blocks.2." in message
-    assert "configure the teacher backbone" in message and "embed_dim=48" in message and "depth=2" in message
+    assert "configure the backbone" in message and "embed_dim=48" in message and "depth=2" in message
     assert "\n" not in message
 
 
-def test_encoder_without_pos_embed_is_refused_as_an_unsupported_rope_encoder():
+def test_a_rope_checkpoint_and_a_sincos_backbone_are_told_apart_both_ways():
     state = {k: v for k, v in vit().state_dict().items() if k != "pos_embed"}
-    with pytest.raises(ConfigError, match="vjepa2.pt.*RoPE.*not support"):
+    with pytest.raises(ConfigError, match="vjepa2.pt.*RoPE.*set its params.pos_embed: rope"):
         fit_encoder(vit(), state, "vjepa2.pt")
+    rope = vit(pos_embed="rope")
+    with pytest.raises(ConfigError, match="v1.pt.*sin-cos.*set its params.pos_embed: sincos"):
+        fit_encoder(rope, vit().state_dict(), "v1.pt")
+    fit_encoder(rope, state, "vjepa2.pt")  # a RoPE backbone takes the RoPE weights
 
 
 def test_pos_embed_of_another_resolution_is_resampled_to_the_teachers_grid():

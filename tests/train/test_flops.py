@@ -187,8 +187,8 @@ def test_a_run_counts_its_flops_once_on_what_it_built_as_jepa_flops_does(tmp_pat
                           "teacher": {"kind": "frozen", "params": {"checkpoint": str(tmp_path / "encoder.pth")}}})
     expected = flops.estimate_step_flops(spec).as_dict()
     reads = []
-    load = frozen.load_encoder_state
-    monkeypatch.setattr(frozen, "load_encoder_state", lambda *a, **k: reads.append(a) or load(*a, **k))
+    load = frozen.encoder_source
+    monkeypatch.setattr(frozen, "encoder_source", lambda *a, **k: reads.append(a) or load(*a, **k))
     run_training(spec)
     assert len(reads) == 1
     assert json.loads((tmp_path / "counted" / "flops.json").read_text())["per_step"] == expected

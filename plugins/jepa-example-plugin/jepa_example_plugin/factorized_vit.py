@@ -14,8 +14,9 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from jepa_platform.models.blocks import init_transformer_weights
 from jepa_platform.models.tokens import gather_tokens
-from jepa_platform.models.vit import VideoViT, init_transformer_weights
+from jepa_platform.models.vit import VideoViT
 from timm.layers import DropPath, Mlp
 from torch.utils.checkpoint import checkpoint
 
@@ -129,7 +130,7 @@ class FactorizedVideoViT(VideoViT):
         return_layers: Sequence[int] | None = None,
     ):
         """Features of the kept tokens; a list of layer outputs if `return_layers` names some (-1 = last)."""
-        tokens = self.embed(clips)
+        tokens, _ = self.embed(clips)
         duration, height, width = self.clip_grid(clips)
         per_step = height * width
         if keep is None:

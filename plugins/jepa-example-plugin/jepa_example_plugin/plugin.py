@@ -75,7 +75,8 @@ def build_factorized_vit(params: FactorizedVitParams, *, img_size: int, num_fram
 
     from jepa_example_plugin.factorized_vit import FactorizedVideoViT
 
-    dims = dict(VIT_SIZES[params.size].__dict__) if params.size != "custom" else {}
+    size = VIT_SIZES.get(params.size)
+    dims = {k: getattr(size, k) for k in ("embed_dim", "depth", "num_heads")} if size else {}
     dims.update(params.model_dump(include={"embed_dim", "depth", "num_heads"}, exclude_none=True))
     rest = params.model_dump(exclude={"size", "embed_dim", "depth", "num_heads"})
     return FactorizedVideoViT(img_size=img_size, num_frames=num_frames, **dims, **rest)

@@ -46,9 +46,14 @@ def load_encoder_state(url: str, key: str = "auto") -> dict[str, Tensor]:
     the student / online encoder otherwise; "teacher"/"student" force one of a platform checkpoint,
     "target_encoder"/"encoder" one of an official V-JEPA file.
     """
+    state, where = read_checkpoint(url)
+    return encoder_tensors(state, key, where)
+
+
+def encoder_tensors(state: Any, key: str, where: str) -> dict[str, Tensor]:
+    """The encoder `key` picks (see `load_encoder_state`) from a loaded checkpoint, wrapper prefixes stripped."""
     if key not in KEYS:
         raise ConfigError(f"key: must be one of {list(KEYS)}, got {key!r}")
-    state, where = read_checkpoint(url)
     if not isinstance(state, Mapping):
         raise ConfigError(f"checkpoint {where}: expected a dict of weights, found a {type(state).__name__}")
     if "student" in state and "teacher" in state:
@@ -64,6 +69,23 @@ def load_encoder_state(url: str, key: str = "auto") -> dict[str, Tensor]:
             f"(encoder/target_encoder); its top-level keys are: {found}"
         )
     return strip_wrappers(tensors)
+
+
+def predictor_tensors(state: Any) -> dict[str, Tensor]:
+    """The predictor of a loaded checkpoint, named as in our `Predictor` (official V-JEPA names
+    `predictor_blocks`, `predictor_norm`, `predictor_pos_embed` renamed); empty when it has none."""
+    if not isinstance(state, Mapping):
+        return {}
+    if "student" in state:
+        return prefixed(state["student"], "predictor.")
+    renames = (("predictor_blocks.", "blocks."), ("predictor_norm.", "norm."), ("predictor_pos_embed", "pos_embed"))
+    out = {}
+    for name, tensor in strip_wrappers(prefixed(state.get("predictor"), "")).items():
+        for old, new in renames:
+            if name.startswith(old):
+                name = new + name[len(old):]
+        out[name] = tensor
+    return out
 
 
 # -- reading ---------------------------------------------------------------------------------------------
@@ -168,8 +190,12 @@ def describe(state: Mapping[str, Tensor]) -> str:
     if blocks:
         facts.append(f"depth={max(blocks) + 1}")
     fc1, fc2 = state.get("blocks.0.mlp.fc1.weight"), state.get("blocks.0.mlp.fc2.weight")
-    if fc1 is not None and fc2 is not None and fc2.shape[0]:
+    if "blocks.0.mlp.fc3.weight" in state:
+        facts.append("mlp=swiglu")
+    elif fc1 is not None and fc2 is not None and fc2.shape[0]:
         facts.append(f"mlp_ratio={fc1.shape[0] / fc2.shape[0]:g}")
+    if blocks:
+        facts.append("pos_embed=sincos" if "pos_embed" in state else "pos_embed=rope")
     return ", ".join(facts)
 
 
@@ -184,8 +210,13 @@ def fit_encoder(model: nn.Module, state: Mapping[str, Tensor], source: str) -> N
     state = dict(state)
     if "pos_embed" in own and "pos_embed" not in state and any(k.startswith("blocks.") for k in state):
         raise ConfigError(
-            f"checkpoint {source}: the encoder has no pos_embed; it looks like a V-JEPA 2 encoder with rotary "
-            f"position embeddings (RoPE), which jepa-platform's ViT does not support yet"
+            f"checkpoint {source}: the encoder has no pos_embed, so it uses rotary position embeddings (RoPE, as "
+            f"V-JEPA 2 does), but the configured backbone adds sin-cos positions: set its params.pos_embed: rope"
+        )
+    if "pos_embed" not in own and "pos_embed" in state and hasattr(model, "rope"):
+        raise ConfigError(
+            f"checkpoint {source}: the encoder adds sin-cos positions (pos_embed {shape(state['pos_embed'])}), but "
+            f"the configured backbone uses RoPE: set its params.pos_embed: sincos"
         )
     if "pos_embed" in own and "pos_embed" in state:
         state["pos_embed"] = fit_pos_embed(state["pos_embed"], own["pos_embed"], getattr(model, "grid", None), source)
@@ -198,18 +229,18 @@ def fit_encoder(model: nn.Module, state: Mapping[str, Tensor], source: str) -> N
 
 
 def mismatch_message(source, state, own, missing, unexpected, differ) -> str:
-    parts = [f"checkpoint {source} does not fit the teacher encoder"]
+    parts = [f"checkpoint {source} does not fit the configured encoder"]
     kinds = [
-        ("shapes differ", differ, lambda k: f"{k}: checkpoint {shape(state[k])} vs teacher {shape(own[k])}"),
+        ("shapes differ", differ, lambda k: f"{k}: checkpoint {shape(state[k])} vs configured {shape(own[k])}"),
         ("missing from the checkpoint", missing, lambda k: f"{k} {shape(own[k])}"),
-        ("not in the teacher", unexpected, lambda k: f"{k} {shape(state[k])}"),
+        ("not in the configured encoder", unexpected, lambda k: f"{k} {shape(state[k])}"),
     ]
     for label, names, fmt in kinds:
         if names:
             more = f", ... ({len(names) - SHOWN} more)" if len(names) > SHOWN else ""
             parts.append(f"{len(names)} {label}: " + ", ".join(fmt(k) for k in names[:SHOWN]) + more)
     implied = describe(state)
-    hint = "configure the teacher backbone (teacher.params.backbone) to match the checkpoint"
+    hint = "configure the backbone to match the checkpoint"
     parts.append(f"{hint} ({implied})" if implied else hint)
     return "; ".join(parts)
 
