@@ -442,9 +442,10 @@ def probe(
     train: Annotated[str, typer.Option(help="Training set: `path label` CSV, JSONL (path, label, label_name) or a "
                                             "folder per class (videos or images).", show_default=False)],
     val: Annotated[str, typer.Option(help="Validation set, same forms.", show_default=False)],
-    checkpoint: Annotated[str | None, typer.Option(help="Encoder weights: a job, checkpoints or step folder, state.pt "
-                                                        "or a V-JEPA .pth, any fsspec URL; omit for a random-init "
-                                                        "baseline.")] = None,
+    checkpoint: Annotated[str | None, typer.Option(help="Encoder weights: a job, checkpoints or step folder, state.pt, "
+                                                        "an official V-JEPA / V-JEPA 2 .pt, a Hugging Face V-JEPA 2 "
+                                                        "folder or a jepa export, any fsspec URL; omit for a "
+                                                        "random-init baseline.")] = None,
     backbone: Annotated[str | None, typer.Option(help="Backbone kind, e.g. vit or timm (default: the checkpoint "
                                                       "job's).")] = None,
     backbone_params: Annotated[str | None, typer.Option(help="Backbone params, YAML, e.g. '{size: large}'.")] = None,
@@ -519,6 +520,27 @@ def print_probe_report(report, checkpoint: str | None) -> None:
         out.print("best probe by class group: " + ", ".join(f"{g} {a:.3f}" for g, a in report.groups.items()))
     if report.output:
         out.print(f"outputs in {report.output}")
+
+
+@app.command()
+@user_errors
+def export(
+    source: Annotated[str, typer.Argument(
+        help="A run or checkpoint, an official V-JEPA / V-JEPA 2 .pt, a Hugging Face V-JEPA 2 folder or a jepa export; "
+        "any fsspec URL.", show_default=False)],
+    out_dir: Annotated[str, typer.Argument(help="New folder to write (any fsspec URL).", show_default=False)],
+    fmt: Annotated[str, typer.Option("--format", help="hf: a transformers V-JEPA 2 folder (RoPE encoders); "
+                                                      "safetensors: the encoder and a JSON config jepa reads back.")]
+    = "hf",
+    key: Annotated[str, typer.Option(help="Which encoder of a checkpoint: auto, teacher, student, target_encoder, "
+                                          "encoder.")] = "auto",
+) -> None:
+    """Write an encoder out: a Hugging Face V-JEPA 2 folder or a safetensors export."""
+    from jepa_platform.weights.export import export_encoder
+
+    for note in export_encoder(source, fmt, out_dir, key):
+        err.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+    out.print(f"wrote {fmt} export of {source} to {out_dir}", highlight=False, soft_wrap=True)
 
 
 @app.command()

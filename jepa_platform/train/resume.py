@@ -25,7 +25,7 @@ from jepa_platform.train.checkpoint import CheckpointStore, step_of
 from jepa_platform.train.metrics import parse_lines
 from jepa_platform.train.optim import Schedules
 from jepa_platform.train.schedules import stretched_length
-from jepa_platform.weights.checkpoints import checkpoint_file
+from jepa_platform.weights.load import weights_file
 
 # What a checkpoint's tensors and a run's meaning depend on: a change here makes it another run.
 IDENTITY = ("backbone", "predictor", "masks", "teacher", "data.dataset", "data.frames", "data.stride",
@@ -204,7 +204,7 @@ def teacher_file(spec: JobSpec) -> tuple[str, int | None] | None:
     source = spec.teacher.params.get("checkpoint")
     if not isinstance(source, str):
         return None
-    file = checkpoint_file(source)
+    file = weights_file(source)
     return file, step_of(file)
 
 

@@ -81,11 +81,13 @@ def check_output(out: str) -> None:
     """Refuse an output folder that exists with files in it, and one that cannot be written."""
     try:
         fs, path = fsspec.core.url_to_fs(out)
-        if fs.exists(path) and (not fs.isdir(path) or fs.ls(path, detail=False)):
-            raise ConfigError(f"output {out}: already exists and is not an empty folder; choose a new one")
-        fs.makedirs(path, exist_ok=True)
-    except (OSError, ValueError) as e:
+        taken = fs.exists(path) and (not fs.isdir(path) or bool(fs.ls(path, detail=False)))
+        if not taken:
+            fs.makedirs(path, exist_ok=True)
+    except OSError as e:
         raise ConfigError(f"output {out}: cannot be written ({e.strerror or e})") from None
+    if taken:
+        raise ConfigError(f"output {out}: already exists and is not an empty folder; choose a new one")
 
 
 def write(url: str, data: bytes) -> None:

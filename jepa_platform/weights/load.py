@@ -28,6 +28,7 @@ from jepa_platform.layout import SPEC_FILE
 from jepa_platform.weights import hf
 from jepa_platform.weights.architecture import EncoderSpec, ratio_for, spec_from_tensors, vit_spec
 from jepa_platform.weights.checkpoints import (
+    checkpoint_file,
     encoder_tensors,
     fit_encoder,
     predictor_tensors,
@@ -190,6 +191,16 @@ def predictor_from_tensors(state: Mapping[str, Tensor], num_heads: int | None) -
         "pos_embed": "sincos" if "pos_embed" in state else "rope", "target_dim": int(proj.shape[0]),
         "num_mask_tokens": sum(1 for k in state if k.startswith("mask_tokens.")),
     }
+
+
+def weights_file(url: str) -> str:
+    """The one file holding the encoder weights `encoder_source(url)` reads (what a SALT student pins)."""
+    kind = folder_kind(url)
+    if kind == "hf":
+        return f"{folder_of(url)}/{hf.WEIGHTS}"
+    if kind == "export":
+        return f"{folder_of(url)}/{EXPORT_WEIGHTS}"
+    return url if url.endswith(".safetensors") else checkpoint_file(url)
 
 
 def stated_spec(url: str, key: str = "auto") -> EncoderSpec | None:
