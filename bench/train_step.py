@@ -1,7 +1,7 @@
 """Seconds, clips/s and FLOP/s of one V-JEPA training step on CPU, against the official code's figures.
 
     .venv/bin/python bench/train_step.py [--configs tiny small] [--steps N] [--threads 2]
-                                         [--cpu-shards 1 2] [--compile]
+                                         [--cpu-shards 1 2] [--pos-embed sincos rope] [--compile]
 
 One step is `Trainer.train_step(clips)`: mask draw (V-JEPA's two multi-block maskers), EMA-teacher
 forward on the full clip, student encoder + predictor forward and backward for both masks, gradient
@@ -17,6 +17,10 @@ before and after the rows.
 Each row runs in a fresh (spawned) process. "built" is that process's RSS with the model, teacher,
 optimiser and clips in place, before the first step; "peak" is its highest RSS over the warm-up and timed
 steps (the kernel's high-water mark, reset after building; the FLOP replay afterwards is not included).
+
+Each config runs with V-JEPA's sin-cos positions and with V-JEPA 2's rotary ones (`--pos-embed`, both by
+default; RoPE in the encoder and the predictor alike); the last table gives RoPE's cost as the ratio of
+the two rows' step times on the same machine in the same run.
 
 The reference figures are the official V-JEPA code's, taken on a machine with a 372 GFLOP/s peak.
 Where this machine's peak differs, raw clips/s do not compare; "ratio at equal peak" scales the
@@ -90,11 +94,12 @@ class FixedClips(Dataset):
         return {"clip": self.clips[i], "label": 0, "index": i}
 
 
-def build_trainer(cfg: BenchConfig, total_steps: int, compile_encoders: bool, cpu_shards: int | None) -> Trainer:
+def build_trainer(cfg: BenchConfig, total_steps: int, compile_encoders: bool, cpu_shards: int | None,
+                  pos_embed: str = "sincos") -> Trainer:
     torch.manual_seed(0)
-    encoder = video_vit(cfg.size, img_size=cfg.img_size, num_frames=cfg.num_frames)
+    encoder = video_vit(cfg.size, img_size=cfg.img_size, num_frames=cfg.num_frames, pos_embed=pos_embed)
     predictor = Predictor(encoder.embed_dim, encoder.grid, predictor_embed_dim=cfg.predictor_width,
-                          depth=cfg.predictor_depth, num_heads=encoder.num_heads)
+                          depth=cfg.predictor_depth, num_heads=encoder.num_heads, pos_embed=pos_embed)
     teacher = EmaTeacher(encoder, steps=total_steps)
     optim = OptimConfig(steps=total_steps, batch_size=cfg.batch_size, warmup_steps=min(40, total_steps),
                         precision="fp32", log_every=total_steps, checkpoint_every=total_steps)
@@ -136,6 +141,11 @@ class Result:
     load: tuple[float, float]
     rss_built: float  # bytes
     rss_peak: float  # bytes
+    pos_embed: str = "sincos"
+
+    @property
+    def label(self) -> str:
+        return f"{self.cfg.label} {self.pos_embed}"
 
     @property
     def median_seconds(self) -> float:
@@ -168,10 +178,10 @@ def reset_peak_resident() -> None:
 
 
 def run_config(cfg: BenchConfig, steps: int, warmup: int, compile_encoders: bool, cpu_shards: int | None,
-               threads: int) -> Result:
+               threads: int, pos_embed: str = "sincos") -> Result:
     torch.set_num_threads(threads)
     load_before = os.getloadavg()[0]
-    trainer = build_trainer(cfg, warmup + 2 * steps, compile_encoders, cpu_shards)
+    trainer = build_trainer(cfg, warmup + 2 * steps, compile_encoders, cpu_shards, pos_embed)
     clips = trainer.dataset.clips
     rss_built = resident_bytes()
     reset_peak_resident()
@@ -191,7 +201,7 @@ def run_config(cfg: BenchConfig, steps: int, warmup: int, compile_encoders: bool
     teacher_flops = count_flops(lambda: trainer.teacher.targets(clips, masks))
     shards = trainer.shard_count(cfg.batch_size)
     return Result(cfg, shards, seconds, step_flops, teacher_flops, (load_before, os.getloadavg()[0]), rss_built,
-                  rss_peak)
+                  rss_peak, pos_embed)
 
 
 def run_config_in_new_process(*args) -> Result:
@@ -213,31 +223,49 @@ def print_table(results: list[Result], peak: float, args: argparse.Namespace) ->
     print(f"\n{cpu_name()}, torch {torch.__version__}, {args.threads} threads, fp32, "
           f"compile={'on' if args.compile else 'off'}; fp32 matmul peak (best torch.mm of 2048-4096 square, "
           f"{args.threads} threads): {peak / 1e9:.0f} GFLOP/s, reference machine {REF_PEAK / 1e9:.0f}")
-    head = (f"{'config':<36} {'shards':>6} {'s/step':>7} {'best':>7} {'clips/s':>7} {'GFLOP/step':>10} "
+    head = (f"{'config':<43} {'shards':>6} {'s/step':>7} {'best':>7} {'clips/s':>7} {'GFLOP/step':>10} "
             f"{'teacher':>7} {'student':>7} {'GFLOP/s':>7} {'%peak':>5} {'built GB':>8} {'peak GB':>7}  load")
     print(head)
     print("-" * len(head))
     for r in results:
-        print(f"{r.cfg.label:<36} {r.shards:>6} {r.median_seconds:>7.3f} {min(r.seconds):>7.3f} "
+        print(f"{r.label:<43} {r.shards:>6} {r.median_seconds:>7.3f} {min(r.seconds):>7.3f} "
               f"{r.clips_per_s:>7.2f} {r.mean_flops / 1e9:>10.1f} {r.teacher_flops / 1e9:>7.1f} "
               f"{(r.mean_flops - r.teacher_flops) / 1e9:>7.1f} {r.flop_rate / 1e9:>7.1f} "
               f"{100 * r.flop_rate / peak:>4.0f}% {r.rss_built / 1e9:>8.2f} {r.rss_peak / 1e9:>7.2f}  "
               f"{r.load[0]:.1f}->{r.load[1]:.1f}")
-    head = (f"{'against the official V-JEPA code':<36} {'shards':>6} {'ref s':>7} {'ref c/s':>7} {'ref %pk':>7} "
-            f"{'clips/s ratio':>13} {'ratio at equal peak':>19}")
+    head = (f"{'against the official V-JEPA code (sin-cos)':<43} {'shards':>6} {'ref s':>7} {'ref c/s':>7} "
+            f"{'ref %pk':>7} {'clips/s ratio':>13} {'ratio at equal peak':>19}")
     print("\n" + head)
     print("-" * len(head))
-    for r in results:
+    for r in (r for r in results if r.pos_embed == "sincos"):
         c = r.cfg
         ratio = r.clips_per_s / c.ref_clips_per_s
-        print(f"{c.label:<36} {r.shards:>6} {c.ref_seconds:>7.2f} {c.ref_clips_per_s:>7.2f} "
+        print(f"{c.label:<43} {r.shards:>6} {c.ref_seconds:>7.2f} {c.ref_clips_per_s:>7.2f} "
               f"{100 * c.ref_utilisation:>6.0f}% {ratio:>12.2f}x {ratio * REF_PEAK / peak:>18.2f}x")
     print("\ns/step: median of the timed steps (best: fastest); teacher: EMA-teacher forward GFLOP; student:"
           " student encoder + predictor forward and backward GFLOP (both masks); %peak: FLOP/s over this run's"
           " matmul peak; built / peak GB: resident memory before the first step / at most during the steps. "
           "ratio at equal peak: clips/s ratio x reference peak / this machine's peak.")
+    print_rope_cost(results)
     print("step times (s): " + "; ".join(
-        f"{r.cfg.size}/{r.shards} " + " ".join(f"{s:.3f}" for s in r.seconds) for r in results))
+        f"{r.cfg.size}/{r.pos_embed}/{r.shards} " + " ".join(f"{s:.3f}" for s in r.seconds) for r in results))
+
+
+def print_rope_cost(results: list[Result]) -> None:
+    """RoPE against sin-cos: the same config and shards, same machine, same run."""
+    pairs = [(r, s) for r in results if r.pos_embed == "rope" for s in results
+             if s.pos_embed == "sincos" and (s.cfg, s.shards) == (r.cfg, r.shards)]
+    if not pairs:
+        return
+    head = (f"{'RoPE against sin-cos':<43} {'shards':>6} {'sincos s':>8} {'rope s':>7} {'rope/sincos':>11} "
+            f"{'peak GB':>13}")
+    print("\n" + head)
+    print("-" * len(head))
+    for rope, sincos in pairs:
+        ratio = rope.median_seconds / sincos.median_seconds
+        print(f"{rope.cfg.label:<43} {rope.shards:>6} {sincos.median_seconds:>8.3f} {rope.median_seconds:>7.3f} "
+              f"{ratio:>10.2f}x {sincos.rss_peak / 1e9:>6.2f}->{rope.rss_peak / 1e9:.2f}")
+    print()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -251,6 +279,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cpu-shards", type=int, nargs="+", default=None,
                         help="Trainer cpu_shards, one row each (default: the Trainer's, one per thread; "
                              "1 = whole batch on intra-op threads; with --compile the default is 1)")
+    parser.add_argument("--pos-embed", nargs="+", choices=["sincos", "rope"], default=["sincos", "rope"],
+                        help="position embeddings, one row each (encoder and predictor alike)")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the student and teacher encoders (compiled during warm-up, "
                              "minutes on 2 cores)")
@@ -274,7 +304,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.compile:
             warmup = max(warmup, 2)  # the first calls compile (and recompile once for dynamic shapes)
         for shards in args.cpu_shards:
-            results.append(run_config_in_new_process(cfg, steps, warmup, args.compile, shards, args.threads))
+            for pos_embed in args.pos_embed:
+                results.append(run_config_in_new_process(cfg, steps, warmup, args.compile, shards, args.threads,
+                                                         pos_embed))
     peak = max(peak, matmul_peak(args.threads))  # again at the end: the best of both, the machine is shared
     print_table(results, peak, args)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from jepa_platform.plugins.hookspecs import hookimpl
 from jepa_platform.plugins.registries import Params
@@ -34,6 +34,16 @@ class VitParams(Params):
     drop_path_rate: float = Field(0.0, ge=0, lt=1)
     uniform_power: bool = Field(True, description="Sin-cos only: the same share of channels per axis.")
     activation_checkpointing: bool = False
+
+    @model_validator(mode="after")
+    def _size_mlp_ratio(self) -> VitParams:
+        """A resolved spec states the MLP ratio the size implies, so that a resumed run compares like with like."""
+        if self.mlp_ratio is None:
+            from jepa_platform.models.sizes import VIT_SIZES
+
+            size = VIT_SIZES.get(self.size)
+            self.mlp_ratio = size.mlp_ratio if size else 4.0
+        return self
 
 
 def build_vit(params: VitParams, *, img_size: int, num_frames: int):

@@ -8,7 +8,6 @@ Parameter names match the official V-JEPA / V-JEPA 2 encoders (`patch_embed.proj
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -24,29 +23,11 @@ from jepa_platform.models.blocks import (
 )
 from jepa_platform.models.pos_embed import resample_pos_embed, sincos_3d
 from jepa_platform.models.rope import grid_positions
+from jepa_platform.models.sizes import VIT_SIZES, VitSize
 from jepa_platform.models.tokens import gather_tokens
 
 PosEmbed = Literal["sincos", "rope"]
-
-
-@dataclass(frozen=True)
-class VitSize:
-    embed_dim: int
-    depth: int
-    num_heads: int
-    mlp_ratio: float = 4.0
-
-
-VIT_SIZES: dict[str, VitSize] = {
-    "tiny": VitSize(192, 12, 3),
-    "small": VitSize(384, 12, 6),
-    "base": VitSize(768, 12, 12),
-    "large": VitSize(1024, 24, 16),
-    "huge": VitSize(1280, 32, 16),
-    "giant": VitSize(1408, 40, 16, 48 / 11),
-    "giant_xformers": VitSize(1408, 40, 22, 48 / 11),  # V-JEPA 2's ViT-g
-    "gigantic_xformers": VitSize(1664, 48, 26, 64 / 13),  # V-JEPA 2.1's ViT-G
-}
+__all__ = ["VIT_SIZES", "PatchEmbed3D", "VideoViT", "VitSize", "video_vit"]
 
 
 class PatchEmbed3D(nn.Module):

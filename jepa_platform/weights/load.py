@@ -92,8 +92,13 @@ def folder_kind(url: str) -> str | None:
     """'hf' or 'export' for such a folder (or a weights file inside one), else None."""
     fs, path = fsspec.core.url_to_fs(url)
     try:
-        folder = path if fs.isdir(path) else posixpath.dirname(path)
-        names = {posixpath.basename(p.rstrip("/")) for p in fs.ls(folder, detail=False)} if folder else set()
+        if fs.isdir(path):
+            folder = path
+        elif path.endswith(".safetensors"):  # a weights file: its folder's config tells what it is
+            folder = posixpath.dirname(path)
+        else:
+            return None
+        names = {posixpath.basename(p.rstrip("/")) for p in fs.ls(folder, detail=False)}
     except (OSError, ValueError):
         return None
     if EXPORT_CONFIG in names:

@@ -54,3 +54,25 @@ def test_a_salt_student_learns_from_a_hugging_face_v_jepa_2_teacher(tmp_path):
     reference = load_encoder(str(tmp_path / "hf")).state_dict()
     assert all(torch.equal(v, reference[k]) for k, v in teacher.state_dict().items())
     assert run_training(spec)["step"] == 2
+
+
+def test_a_rope_run_exports_to_hugging_face_with_its_predictor(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from typer.testing import CliRunner
+
+    from jepa_platform.cli import app
+
+    spec = rope_spec(tmp_path, "gelu", 2)
+    spec = validate_spec({**spec.resolved(), "backbone": {"kind": "vit", "params": {
+        **spec.backbone.params, "mlp": "gelu"}}})
+    run_training(spec)
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "gelu"), str(tmp_path / "hf"), "--format", "hf"])
+    assert result.exit_code == 0, result.output
+    assert "note" not in result.stderr  # the EMA run's predictor predicts the encoder's width: it goes along
+    theirs = transformers.VJEPA2Model.from_pretrained(tmp_path / "hf").eval()
+    ours = load_encoder(str(tmp_path / "gelu"))  # the EMA target encoder, as exported
+    clips = torch.randn(2, 3, 4, 32, 32)
+    with torch.no_grad():
+        out = theirs(pixel_values_videos=clips.transpose(1, 2), skip_predictor=True).last_hidden_state
+    torch.testing.assert_close(out, ours.features(clips), rtol=0, atol=1e-5)
+    assert theirs.config.pred_num_mask_tokens == 2 and theirs.config.pred_hidden_size == 32
