@@ -107,7 +107,7 @@ def build_blocks(
         raise ConfigError(f"mlp: must be one of {list(MLPS)}, got {mlp!r}")
     if rope and dim // num_heads < 6:
         raise ConfigError(f"pos_embed rope: needs heads of at least 6 channels, got {dim // num_heads}")
-    rates = torch.linspace(0, drop_path_rate, depth).tolist() if depth else []
+    rates = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist() if depth else []
     return nn.ModuleList(
         Block(
             dim,

@@ -98,6 +98,13 @@ class TimmVideoBackbone(nn.Module):
         return layers[0] if return_layers is None else layers
 
 
+    @torch.no_grad()
+    def features(self, clips: Tensor) -> Tensor:
+        """Per-token features [B, T * h * w, D] of clips [B, C, T, H, W]: float RGB in [0, 1], normalised
+        with the mean and std the timm model was trained with (ImageNet's for most)."""
+        return self(clips)
+
+
 def _patch_size(model: nn.Module) -> int:
     """Pixels per token side: the patch size of a ViT, the total stride of a CNN."""
     patch_embed = getattr(model, "patch_embed", None)

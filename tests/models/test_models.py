@@ -87,16 +87,33 @@ def test_positions_are_distinct_per_token():
     assert torch.cdist(pos, pos).add(torch.eye(len(pos)) * 10).min() > 1e-3
 
 
-def test_activation_checkpointing_gives_same_gradients():
+@pytest.mark.parametrize("options", [{}, {"pos_embed": "rope", "mlp": "swiglu"}])
+def test_activation_checkpointing_gives_same_gradients(options):
     torch.manual_seed(0)
-    a = tiny()
-    b = tiny(activation_checkpointing=True)
+    a = tiny(**options)
+    b = tiny(activation_checkpointing=True, **options)
     b.load_state_dict(a.state_dict())
     clips = torch.randn(1, 3, 4, 32, 32)
-    a(clips).square().mean().backward()
-    b(clips).square().mean().backward()
+    keep = torch.tensor([[0, 3, 5, 9, 12, 30]])
+    a(clips, keep=keep).square().mean().backward()
+    b(clips, keep=keep).square().mean().backward()
     for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
         torch.testing.assert_close(pa.grad, pb.grad)
+
+
+def test_v_jepa_2_sizes_have_their_published_parameter_counts():
+    """Counted on the meta device: ViT-L 304M, ViT-g (giant_xformers) 1.01B, 2.1's ViT-G 1.84B; RoPE adds none."""
+    with torch.device("meta"):
+        counts = {size: sum(p.numel() for p in video_vit(size, img_size=256, num_frames=16, pos_embed="rope")
+                            .parameters()) for size in ("large", "giant_xformers", "gigantic_xformers")}
+    assert {k: round(v / 1e6) for k, v in counts.items()} == {
+        "large": 304, "giant_xformers": 1012, "gigantic_xformers": 1844}
+
+
+def test_a_rope_encoder_takes_clips_of_any_grid_without_position_tensors():
+    model = tiny(pos_embed="rope")
+    assert "pos_embed" not in model.state_dict()
+    assert model(torch.randn(1, 3, 6, 48, 40)).shape == (1, 3 * 6 * 5, 192)  # grid (3, 6, 5), not (2, 4, 4)
 
 
 def test_predictor_projects_targets_to_the_teacher_width():
