@@ -142,7 +142,7 @@ def submit(
     with StageProgress(enabled=show and wait) as progress:
         record = submit_job(job, target=tgt, stage=stage, wait=wait, on_row=progress.on_row,
                             on_stage=progress.on_stage if show else None,
-                            on_line=(lambda line: out.print(line, highlight=False, markup=False)) if show else None,
+                            on_line=progress.say if show else None,
                             on_check=None if as_json else show_check, params=params)
     if as_json:
         emit_json(record.__dict__ | {"spec": None})
@@ -150,7 +150,7 @@ def submit(
         where = record.running_as or record.remote_id or f"pid {record.pid}"
         out.print(f"Submitted {record.id}, running as {where}; follow with `jepa logs {record.id} --follow`")
     elif record.status == "SUCCEEDED":
-        out.print(f"[green]done[/] {job.name}: outputs in {job.job_dir}")
+        out.print(f"{stamp()} [green]done[/] {job.name}: outputs in {job.job_dir}", highlight=False)
     else:
         err.print(f"[bold red]error:[/] job {record.id} {record.status.lower()}: {record.error}", highlight=False)
     if wait and record.status != "SUCCEEDED":
@@ -200,41 +200,64 @@ def render(
     emit_manifest(runner.render(job, stage=stage)[0], as_json)
 
 
-class StageProgress:
-    """Progress bars fed with metrics rows (step, loss, clips/s, ETA), one per stage; quiet when disabled."""
+def stamp() -> str:
+    return time.strftime("%H:%M:%S")
 
-    def __init__(self, enabled: bool):
+
+class StageProgress:
+    """What a job says while it runs, one stage after another: a progress bar (step, loss, clips/s, ETA) on a
+    terminal; elsewhere (a file, CI, `kubectl logs`) a timestamped plain line per metrics row, written as it
+    comes. Every line gets a timestamp; a collapse alarm in a row is printed as a warning. Quiet when
+    disabled."""
+
+    def __init__(self, enabled: bool, console: Console | None = None):
         self.enabled = enabled
+        self.console = console or out
         self.progress: Progress | None = None
         self.task = None
+        self.name = ""
+        self.total: int | None = None
+
+    def say(self, text: str) -> None:
+        self.console.print(f"{stamp()} {text}", highlight=False, markup=False, soft_wrap=True)
 
     def __enter__(self) -> StageProgress:
-        if self.enabled:
+        if self.enabled and self.console.is_terminal:
             self.progress = Progress(
                 TextColumn("[bold]{task.description}"), TextColumn("step {task.completed}/{task.total}"),
                 BarColumn(), TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]} clips/s"),
-                TextColumn("ETA"), TimeRemainingColumn(), console=out,
+                TextColumn("ETA"), TimeRemainingColumn(), console=self.console,
             )
             self.progress.start()
         return self
 
     def on_stage(self, spec, event: str, step: int | None) -> None:
+        self.name, self.total = spec.name, spec.length
         if event == "skipped":
-            out.print(f"{spec.name} already completed {step}/{spec.length} steps; skipped")
+            self.say(f"{spec.name} already completed {step}/{spec.length} steps; skipped")
             return
         if event == "resuming":
-            out.print(f"Resuming {spec.name} from step {step} ({spec.job_dir}/checkpoints)")
+            self.say(f"Resuming {spec.name} from step {step} ({spec.job_dir}/checkpoints)")
         else:
             unit = "epochs of probing" if spec.probe is not None else "steps"
-            out.print(f"Starting {spec.name}: {spec.length} {unit}, output {spec.job_dir}")
+            self.say(f"Starting {spec.name}: {spec.length} {unit}, output {spec.job_dir}")
         if self.progress and spec.probe is None:
             self.task = self.progress.add_task(spec.name, total=spec.length, completed=step or 0,
                                                loss="-", speed="-")
 
     def on_row(self, row: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        if row.get("collapse"):
+            self.say(f"warning: {self.name} step {row['step']}: {row['collapse']}")
+        loss, speed = row.get("loss"), row.get("clips_per_s") or 0.0
         if self.progress and self.task is not None:
-            self.progress.update(self.task, completed=row["step"], loss=f"{row['loss']:.4f}",
-                                 speed=f"{row.get('clips_per_s', 0):.1f}")
+            self.progress.update(self.task, completed=row["step"], loss=f"{loss:.4f}" if loss is not None else "-",
+                                 speed=f"{speed:.1f}")
+        elif not self.progress:
+            health = f" rankme_targets {row['rankme_targets']:.1f}" if row.get("rankme_targets") else ""
+            self.say(f"{self.name} step {row['step']}/{self.total} loss {loss:.4f} {speed:.1f} clips/s{health}"
+                     if loss is not None else f"{self.name} step {row['step']}/{self.total}")
 
     def __exit__(self, *exc) -> bool:
         if self.progress:
@@ -367,10 +390,27 @@ def status(job: Annotated[str, typer.Argument(help="Job id or name.")], as_json:
 
     store = JobStore()
     r = refresh(store.get(job), store, strict=True)
+    alarms = collapse_alarms(r)
     if as_json:
-        return emit_json(r.__dict__ | {"spec": None})
+        return emit_json(r.__dict__ | {"spec": None, "collapse": alarms})
     out.print(f"{r.id}: [bold]{r.status}[/] step {r.step or 0}/{r.steps} on {r.target}; outputs {r.job_dir}"
               + (f"\nerror: {r.error}" if r.error else ""), highlight=False)
+    for stage, alarm in alarms.items():
+        err.print(f"[yellow]warning:[/] {stage}: collapse suspected since step {alarm['since']}: {alarm['reason']}",
+                  highlight=False, soft_wrap=True)
+
+
+def collapse_alarms(record) -> dict[str, dict[str, Any]]:
+    """{stage name: the collapse alarm it recorded} for the job's stages (or the job)."""
+    from jepa_platform.spec import SpecError, resolved_spec
+    from jepa_platform.train.health import read_alarm
+
+    try:
+        stages = [(s.name, s.job_dir) for s in resolved_spec(record.spec).pipeline()] if record.spec else []
+    except SpecError:
+        stages = []
+    found = {name: read_alarm(job_dir) for name, job_dir in stages or [(record.name, record.job_dir)]}
+    return {name: alarm for name, alarm in found.items() if alarm}
 
 
 @app.command()

@@ -15,6 +15,7 @@ CHECKPOINTS = "checkpoints"  # the CheckpointStore: step_N/state.pt and a `lates
 FLOPS_FILE = "flops.json"  # FLOPs of one step and of the whole run
 TENSORBOARD = "tensorboard"  # event files of the metrics
 TEACHER_PIN = "teacher.pin.json"  # the teacher file a student run started with (file, step, sha256)
+COLLAPSE_FILE = "collapse.json"  # the collapse alarm, once it fired (train.health)
 RAY_TRAIN_DIR = "ray-train"  # Ray Train's own run folder; it registers no checkpoint
 
 
@@ -47,3 +48,7 @@ class JobLayout:
     @property
     def teacher_pin(self) -> str:
         return join(self.root, TEACHER_PIN)
+
+    @property
+    def collapse(self) -> str:
+        return join(self.root, COLLAPSE_FILE)

@@ -123,3 +123,43 @@ def test_a_detached_cluster_job_exits_130_with_how_to_follow_it(tmp_path, monkey
     assert result.exit_code == 130
     assert result.stderr.startswith("detached: stopped following job cli-job-1")
     assert "error" not in result.stderr and "Traceback" not in result.output
+
+
+def test_progress_off_a_terminal_is_timestamped_lines_written_as_rows_come(tmp_path):
+    import io
+    import re
+
+    from rich.console import Console
+
+    from jepa_platform.cli import StageProgress
+    from jepa_platform.spec import validate_spec
+
+    spec = validate_spec({"name": "lines", "data": {"train": str(tmp_path / "t.csv")}, "optim": {"steps": 20, "warmup_steps": 0}})
+    buffer = io.StringIO()
+    with StageProgress(enabled=True, console=Console(file=buffer, width=200)) as progress:
+        progress.on_stage(spec, "starting", None)
+        progress.on_row({"step": 10, "loss": 0.5, "clips_per_s": 3.0, "rankme_targets": 41.5})
+        written = buffer.getvalue()  # already there, before the job ends
+        progress.on_row({"step": 20, "loss": 0.4, "clips_per_s": 3.1,
+                         "collapse": "collapse suspected since step 10: std_targets 0 is below the floor 0.001"})
+    lines = buffer.getvalue().splitlines()
+    assert all(re.match(r"\d\d:\d\d:\d\d ", line) for line in lines), lines
+    assert "lines step 10/20 loss 0.5000 3.0 clips/s rankme_targets 41.5" in written
+    assert "warning: lines step 20: collapse suspected since step 10" in lines[2]
+
+
+def test_status_says_since_which_step_and_why_a_run_is_thought_collapsed(tmp_path, monkeypatch):
+    import json
+
+    from jepa_platform.runners.jobstore import JobRecord, JobStore
+
+    monkeypatch.setenv("JEPA_HOME", str(tmp_path))
+    (tmp_path / "runs" / "sick").mkdir(parents=True)
+    (tmp_path / "runs" / "sick" / "collapse.json").write_text(json.dumps(
+        {"since": 40, "step": 60, "rule": "rankme_targets", "reason": "rankme_targets 1.2 is below 0.1 x ..."}))
+    store = JobStore()
+    store.save(JobRecord("sick-1", "sick", "local", str(tmp_path / "runs" / "sick"), status="SUCCEEDED", step=100))
+    result = runner.invoke(app, ["status", "sick-1"])
+    assert result.exit_code == 0, result.output
+    assert "warning: sick: collapse suspected since step 40: rankme_targets 1.2" in result.stderr
+    assert json.loads(runner.invoke(app, ["status", "sick-1", "--json"]).stdout)["collapse"]["sick"]["since"] == 40

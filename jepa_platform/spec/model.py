@@ -11,6 +11,7 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from jepa_platform.errors import EXIT_USAGE, JepaError
 from jepa_platform.layout import JobLayout
+from jepa_platform.spec.monitor import MonitorConfig
 from jepa_platform.spec.optim import OptimConfig
 from jepa_platform.spec.probe import ProbeSettings, Strict
 from jepa_platform.storage import absolute_local, join
@@ -99,6 +100,8 @@ class JobSpec(Strict):
     masks: list[ComponentSpec] = Field(default_factory=lambda: [multiblock(8, 0.15), multiblock(2, 0.7)])
     teacher: ComponentSpec = ComponentSpec(kind="ema")
     optim: OptimConfig = OptimConfig()
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig, description="Health metrics every N steps and "
+                                   "the collapse alarm's rules.")
     data: DataSpec
     resources: ResourcesSpec = ResourcesSpec()
     storage: StorageSpec = StorageSpec()

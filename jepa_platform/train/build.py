@@ -79,7 +79,7 @@ def build_trainer(
     return Trainer(
         student, teacher, MaskCollator(maskers, seed=spec.optim.seed), dataset, spec.optim,
         num_workers=data.loader_workers, store=store, device=device, rank=rank, world_size=world_size,
-        wrap=wrap, report=report, on_step=on_step, on_event=on_event,
+        wrap=wrap, report=report, on_step=on_step, on_event=on_event, monitor=spec.monitor, job_dir=spec.job_dir,
     )
 
 

@@ -22,13 +22,15 @@ from torch.utils.data import DataLoader, Dataset
 
 from jepa_platform.data.sampler import ResumableSampler
 from jepa_platform.errors import ConfigError, TrainingError
-from jepa_platform.events import Event, Row
+from jepa_platform.events import Event, Notice, Row
 from jepa_platform.masks.base import Masks
 from jepa_platform.masks.collator import MaskCollator
 from jepa_platform.plugins.contracts import EpochAware, ReportsMetrics, Teacher
+from jepa_platform.spec.monitor import MonitorConfig
 from jepa_platform.spec.optim import OptimConfig
 from jepa_platform.train.checkpoint import CheckpointStore
 from jepa_platform.train.cpu_shards import CpuShards, Shard, split_batch
+from jepa_platform.train.health import Alarm, CollapseAlarm, measure, write_alarm
 from jepa_platform.train.metrics import MetricsLog
 from jepa_platform.train.optim import Schedules, build_optimizer
 
@@ -109,6 +111,8 @@ class Trainer:
         on_step: Callable[[dict[str, Any]], None] | None = None,
         on_event: Callable[[Event], None] | None = None,
         cpu_shards: int | None = None,
+        monitor: MonitorConfig | None = None,
+        job_dir: str | None = None,
     ):
         if len(dataset) < world_size * optim.batch_size:
             raise ConfigError(
@@ -134,6 +138,10 @@ class Trainer:
         self.cpu_shards = cpu_shards
         self._random_layers = has_random_layers(self.student)
         self._shards: CpuShards | None = None
+        self.monitor = monitor if monitor is not None and monitor.every else None
+        self.alarm = CollapseAlarm(monitor.collapse) if self.monitor else None
+        self.job_dir = job_dir  # where the collapse alarm is recorded
+        self._masks: list[Masks] = []  # the last step's, for its health check
 
     # -- state -----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -146,6 +154,8 @@ class Trainer:
             "rng": {"torch": torch.get_rng_state()},
             "optim_config": self.cfg.model_dump(mode="json"),
         }
+        if self.alarm:
+            state["health"] = self.alarm.state_dict()
         if torch.cuda.is_available():
             state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
         return state
@@ -159,6 +169,8 @@ class Trainer:
         for group, chosen in zip(self.optimizer.param_groups, kernels, strict=True):
             group.update(chosen)  # this machine's kernel choice, not the one of the machine that saved
         self.collator.load_state_dict(state["masks"])
+        if self.alarm and "health" in state:
+            self.alarm.load_state_dict(state["health"])
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
@@ -199,6 +211,7 @@ class Trainer:
         side), then the optimiser steps and the teacher updates. Returns the step's metrics."""
         clips = clips.to(self.device, non_blocking=True)
         masks = self.masks_for(clips)
+        self._masks = masks
         lr, wd = self.schedules.apply(self.optimizer, self.progress.step)
         self.model.train()
         losses, loss, backward = self.losses(clips, masks)
@@ -305,6 +318,72 @@ class Trainer:
         if self.on_event:
             self.on_event(event)
 
+    def health(self, clips: torch.Tensor) -> tuple[dict[str, Any], Alarm | None]:
+        """This step's health metrics (on every rank: the same forward keeps DDP ranks in step) and the alarm,
+        if a collapse rule has now fired."""
+        values = measure(self.student, self.teacher, clips.to(self.device), self._masks, self.monitor)
+        alarm = self.alarm.check(self.progress.step, values)
+        return values, alarm
+
+    def raise_alarm(self, alarm: Alarm, row: dict[str, Any]) -> None:
+        """Warns (the log, the terminal), records the alarm for `jepa status`, and with `stop` ends the run
+        after a checkpoint, so that it can be resumed once the cause is fixed."""
+        row["collapse"] = alarm.message()
+        if self.rank == 0:
+            self.emit(Notice(alarm.message()))
+            if self.job_dir:
+                write_alarm(self.job_dir, alarm)
+        if self.monitor.collapse.stop:
+            self.emit(Row(row))
+            checkpoint = self.save()
+            raise TrainingError(
+                f"stopped (monitor.collapse.stop): {alarm.message()}"
+                + (f"; checkpoint {checkpoint} kept" if checkpoint else "")
+            )
+
+    def step_row(self, metrics: dict[str, float], clips_seen: int, elapsed: float, data_wait: float,
+                 step_seconds: float) -> dict[str, Any]:
+        """The metrics row of the step just taken: its losses, throughput, system figures and FLOPs."""
+        step = self.progress.step
+        row = {"step": step, "epoch": self.progress.epoch, "workers": self.world_size, **metrics}
+        if isinstance(self.teacher, ReportsMetrics):
+            row.update(self.teacher.metrics(step))
+        row["clips_per_s"] = clips_seen / elapsed if elapsed > 0 else math.nan
+        row["data_wait_frac"] = data_wait / elapsed if elapsed > 0 else 0.0
+        row["samples_seen"] = step * self.cfg.batch_size * self.world_size
+        row["step_time"] = step_seconds
+        if self.device.type == "cuda":
+            row["gpu_peak_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 1e9
+        if self.flops_per_step is not None:
+            row["flops"] = step * self.flops_per_step
+            row["pipeline_flops"] = self.upstream_flops + row["flops"]
+            if step_seconds > 0:
+                row["flop_rate"] = self.flops_per_step / step_seconds  # achieved, the whole step on all workers
+        return row
+
+    def check_due(self) -> bool:
+        """Whether this step is a health check: the first step (the alarm's baseline), then every `monitor.every`."""
+        step = self.progress.step
+        return self.monitor is not None and (step == 1 or step % self.monitor.every == 0)
+
+    def watch(self, row: dict[str, Any], clips: torch.Tensor) -> None:
+        """The health metrics into `row`, and the alarm raised if a collapse rule fired."""
+        step = self.progress.step
+        values, alarm = self.health(clips)
+        row.update(values)
+        if self.agreed(alarm is not None) and alarm is None:  # rank 0 fired on its batch: every rank acts alike
+            alarm = Alarm(step, step, "rank 0", "a collapse rule fired on rank 0 (see its log)")
+        if alarm:
+            self.raise_alarm(alarm, row)
+
+    def agreed(self, fired: bool) -> bool:
+        """Rank 0's verdict, on every rank, so that a stop ends all workers together and none hangs."""
+        if self.world_size > 1 and dist.is_initialized():
+            flag = torch.tensor([float(fired)], device=self.device)
+            dist.broadcast(flag, 0)
+            return bool(flag.item())
+        return fired
+
     def fit(self, until: int | None = None) -> dict[str, Any]:
         """Train up to step `until` (default: the configured steps); returns the last logged row."""
         until = min(until or self.cfg.steps, self.cfg.steps)
@@ -316,24 +395,20 @@ class Trainer:
         while True:
             waited = time.perf_counter()
             batch = next(batches)
-            data_wait += time.perf_counter() - waited
+            started = time.perf_counter()
+            data_wait += started - waited
             metrics = self.train_step(batch["clip"])
+            step_seconds = time.perf_counter() - started
             clips_seen += batch["clip"].shape[0] * self.world_size
-            step = self.progress.step
-            row = {"step": step, "epoch": self.progress.epoch, "workers": self.world_size, **metrics}
-            if isinstance(self.teacher, ReportsMetrics):
-                row.update(self.teacher.metrics(step))
-            elapsed = time.perf_counter() - t0
-            row["clips_per_s"] = clips_seen / elapsed if elapsed > 0 else math.nan
-            row["data_wait_frac"] = data_wait / elapsed if elapsed > 0 else 0.0
-            row["samples_seen"] = step * self.cfg.batch_size * self.world_size
-            if self.flops_per_step is not None:
-                row["flops"] = step * self.flops_per_step
-                row["pipeline_flops"] = self.upstream_flops + row["flops"]
+            row = self.step_row(metrics, clips_seen, time.perf_counter() - t0, data_wait, step_seconds)
+            checked = self.check_due()
+            if checked:
+                self.watch(row, batch["clip"])
             if self.on_step:
                 self.on_step(row)
+            step = self.progress.step
             done = step >= until
-            log_now = step % self.cfg.log_every == 0 or done
+            log_now = step % self.cfg.log_every == 0 or done or checked  # a check's figures are always logged
             if log_now:
                 self.emit(Row(row))
             save_now = step % self.cfg.checkpoint_every == 0 or done

@@ -1,0 +1,33 @@
+"""How a run watches itself (`monitor:`): representation-health metrics and the collapse alarm's rules.
+The single source of their defaults, shared by the library (`train.health`) and the job spec."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class CollapseRules(BaseModel):
+    """When a run is called collapsed. A rule fires when it holds on `patience` health checks in a row; the
+    alarm then warns once (log, terminal, `jepa status`) and, with `stop`, ends the run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rank_fraction: float = Field(
+        0.1, ge=0, le=1, description="A RankMe (of the targets or of the student's context features) below this "
+        "fraction of its value at the run's first check; 0 turns the rule off.")
+    std_floor: float = Field(
+        1e-3, ge=0, description="The targets' mean per-channel standard deviation below this (the teacher gives "
+        "(nearly) the same vector everywhere); 0 turns the rule off.")
+    patience: int = Field(3, ge=1, description="Consecutive checks a rule must hold before it fires.")
+    stop: bool = Field(False, description="End the run (as failed, resumable) when the alarm fires.")
+
+
+class MonitorConfig(BaseModel):
+    """Health metrics, measured every `every` steps on (part of) the step's own batch and masks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    every: int = Field(25, ge=0, description="Steps between health checks; 0 turns them (and the alarm) off.")
+    clips: int = Field(4, ge=1, description="Clips of the batch a check encodes (forward only, no gradients).")
+    tokens: int = Field(1024, ge=2, description="Tokens (evenly spaced) a rank or a cosine similarity is taken over.")
+    collapse: CollapseRules = CollapseRules()
