@@ -134,7 +134,8 @@ def test_progress_off_a_terminal_is_timestamped_lines_written_as_rows_come(tmp_p
     from jepa_platform.cli import StageProgress
     from jepa_platform.spec import validate_spec
 
-    spec = validate_spec({"name": "lines", "data": {"train": str(tmp_path / "t.csv")}, "optim": {"steps": 20, "warmup_steps": 0}})
+    spec = validate_spec({"name": "lines", "data": {"train": str(tmp_path / "t.csv")},
+                          "optim": {"steps": 20, "warmup_steps": 0}})
     buffer = io.StringIO()
     with StageProgress(enabled=True, console=Console(file=buffer, width=200)) as progress:
         progress.on_stage(spec, "starting", None)
