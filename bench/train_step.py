@@ -18,6 +18,11 @@ Each row runs in a fresh (spawned) process. "built" is that process's RSS with t
 optimiser and clips in place, before the first step; "peak" is its highest RSS over the warm-up and timed
 steps (the kernel's high-water mark, reset after building; the FLOP replay afterwards is not included).
 
+After the timed steps, each row also times one health check (`train.health.measure` with the default
+`MonitorConfig`: a no-grad teacher and student forward on 4 clips, RankMe/std/cosine on 1024 tokens, the
+EMA distance; median of 3) and prints its cost per step at the default `monitor.every` (one check per
+`every` steps) in the last table.
+
 Each config runs with V-JEPA's sin-cos positions and with V-JEPA 2's rotary ones (`--pos-embed`, both by
 default; RoPE in the encoder and the predictor alike); the last table gives RoPE's cost as the ratio of
 the two rows' step times on the same machine in the same run.
@@ -45,9 +50,11 @@ from torch.utils.data import Dataset
 from jepa_platform.masks import MaskCollator, default_vjepa_maskers
 from jepa_platform.models.predictor import Predictor
 from jepa_platform.models.vit import video_vit
+from jepa_platform.spec.monitor import MonitorConfig
 from jepa_platform.spec.optim import OptimConfig
 from jepa_platform.teachers.ema import EmaTeacher
 from jepa_platform.train.flops import count_flops
+from jepa_platform.train.health import measure
 from jepa_platform.train.loop import JepaStudent, Trainer
 
 
@@ -142,6 +149,7 @@ class Result:
     rss_built: float  # bytes
     rss_peak: float  # bytes
     pos_embed: str = "sincos"
+    health_seconds: float = 0.0  # one default health check
 
     @property
     def label(self) -> str:
@@ -200,8 +208,13 @@ def run_config(cfg: BenchConfig, steps: int, warmup: int, compile_encoders: bool
     masks = trainer.collator(cfg.batch_size, trainer.student.encoder.token_grid(clips.shape))
     teacher_flops = count_flops(lambda: trainer.teacher.targets(clips, masks))
     shards = trainer.shard_count(cfg.batch_size)
+    health = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        measure(trainer.student, trainer.teacher, clips, masks, MonitorConfig())
+        health.append(time.perf_counter() - t0)
     return Result(cfg, shards, seconds, step_flops, teacher_flops, (load_before, os.getloadavg()[0]), rss_built,
-                  rss_peak, pos_embed)
+                  rss_peak, pos_embed, statistics.median(health))
 
 
 def run_config_in_new_process(*args) -> Result:
@@ -247,8 +260,21 @@ def print_table(results: list[Result], peak: float, args: argparse.Namespace) ->
           " matmul peak; built / peak GB: resident memory before the first step / at most during the steps. "
           "ratio at equal peak: clips/s ratio x reference peak / this machine's peak.")
     print_rope_cost(results)
+    print_health_cost(results)
     print("step times (s): " + "; ".join(
         f"{r.cfg.size}/{r.pos_embed}/{r.shards} " + " ".join(f"{s:.3f}" for s in r.seconds) for r in results))
+
+
+def print_health_cost(results: list[Result]) -> None:
+    """A default health check's seconds, and its share of training time at the default `monitor.every`."""
+    every = MonitorConfig().every
+    head = (f"{'health check (default monitor)':<43} {'shards':>6} {'check s':>8} {'step s':>7} "
+            f"{f'per step, every {every}':>17}")
+    print("\n" + head)
+    print("-" * len(head))
+    for r in results:
+        share = r.health_seconds / (every * r.median_seconds)
+        print(f"{r.label:<43} {r.shards:>6} {r.health_seconds:>8.3f} {r.median_seconds:>7.3f} {100 * share:>16.2f}%")
 
 
 def print_rope_cost(results: list[Result]) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -42,7 +43,8 @@ class DataSpec(Strict):
     train: str | None = Field(
         None, description="Training manifest (`path label` CSV) or folder of videos; any fsspec URL."
     )
-    val: str | None = None
+    val: str | None = Field(None, description="A small labelled set (manifest or folder per class) the encoder is "
+                            "evaluated on during training: k-NN every monitor.eval_every steps.")
     frames: int = Field(16, ge=1)
     stride: int = Field(4, ge=1)
     resolution: int = Field(224, ge=1)
@@ -51,6 +53,15 @@ class DataSpec(Strict):
     params: dict[str, Any] = Field(default_factory=dict, description="Validated by the dataset kind's model.")
 
     _absolute = field_validator("train", "val")(classmethod(lambda cls, v: absolute_local(v)))
+
+    @field_validator("val")
+    @classmethod
+    def _val_exists(cls, v: str | None) -> str | None:
+        """The labelled set the run is evaluated on must be there before anything starts (a local one is
+        checked here; a remote one when the run builds its evaluation, before its first step)."""
+        if v is not None and "://" not in v and not Path(v).exists():
+            raise ValueError(f"no such file or folder: {v} (the labelled set for the k-NN evaluation)")
+        return v
 
 
 class ResourcesSpec(Strict):

@@ -18,6 +18,9 @@ class CollapseRules(BaseModel):
     std_floor: float = Field(
         1e-3, ge=0, description="The targets' mean per-channel standard deviation below this (the teacher gives "
         "(nearly) the same vector everywhere); 0 turns the rule off.")
+    below_random: bool = Field(
+        True, description="The k-NN accuracy on data.val (after warmup) no better than the same evaluation of the "
+        "randomly initialised encoder.")
     patience: int = Field(3, ge=1, description="Consecutive checks a rule must hold before it fires.")
     stop: bool = Field(False, description="End the run (as failed, resumable) when the alarm fires.")
 
@@ -27,7 +30,13 @@ class MonitorConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    every: int = Field(25, ge=0, description="Steps between health checks; 0 turns them (and the alarm) off.")
+    every: int = Field(50, ge=0, description="Steps between health checks (and the first step); 0 turns them and "
+                       "the alarm off.")
     clips: int = Field(4, ge=1, description="Clips of the batch a check encodes (forward only, no gradients).")
     tokens: int = Field(1024, ge=2, description="Tokens (evenly spaced) a rank or a cosine similarity is taken over.")
+    eval_every: int = Field(100, ge=0, description="Steps between k-NN evaluations of the encoder on data.val, when "
+                            "set (on rank 0; also at the last step); 0 turns them off.")
+    knn_k: int = Field(20, ge=1, description="Neighbours that vote in the k-NN evaluation.")
+    eval_clips: int = Field(512, ge=2, description="Clips of data.val evaluated at most (decoded once, kept in "
+                            "memory).")
     collapse: CollapseRules = CollapseRules()

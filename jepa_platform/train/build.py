@@ -19,6 +19,7 @@ from jepa_platform.plugins.contracts import OwnsPredictor
 from jepa_platform.plugins.manager import registry
 from jepa_platform.spec import JobSpec
 from jepa_platform.train.checkpoint import CheckpointStore
+from jepa_platform.train.knn import KnnEvaluator
 from jepa_platform.train.loop import JepaStudent, Report, Trainer
 
 
@@ -76,10 +77,15 @@ def build_trainer(
     student, teacher, maskers = build_components(spec)
     dataset = registry("datasets").get(data.dataset).build(data.params, data=data, source=data.train, train=True)
     store = CheckpointStore(spec.layout.checkpoints, keep=spec.optim.keep_checkpoints)
+    evaluator = None
+    if data.val and spec.monitor.eval_every and rank == 0:
+        evaluator = KnnEvaluator(data.val, frames=data.frames, stride=data.stride, resolution=data.resolution,
+                                 k=spec.monitor.knn_k, max_clips=spec.monitor.eval_clips, seed=data.seed)
     return Trainer(
         student, teacher, MaskCollator(maskers, seed=spec.optim.seed), dataset, spec.optim,
         num_workers=data.loader_workers, store=store, device=device, rank=rank, world_size=world_size,
         wrap=wrap, report=report, on_step=on_step, on_event=on_event, monitor=spec.monitor, job_dir=spec.job_dir,
+        evaluator=evaluator,
     )
 
 

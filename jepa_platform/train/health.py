@@ -153,6 +153,8 @@ class CollapseAlarm:
         self.first: dict[str, tuple[int, float]] = {}  # metric -> (step, value) at its first check
         self.streak: dict[str, tuple[int, int]] = {}  # rule -> (since step, checks in a row)
         self.fired: list[dict[str, Any]] = []
+        self.warmup = 0  # steps before the k-NN rule applies (the run's warmup)
+        self.baselines: dict[str, float] = {}  # knn_top1_random: the randomly initialised encoder's accuracy
 
     def holding(self, step: int, health: dict[str, Value]) -> dict[str, str]:
         """The rules that hold on this check, with their reasons."""
@@ -169,12 +171,23 @@ class CollapseAlarm:
         std = health.get("std_targets")
         if self.rules.std_floor and std is not None and std < self.rules.std_floor:
             held["std_targets"] = f"std_targets {std:.3g} is below the floor {self.rules.std_floor:g}"
+        knn, random = health.get("knn_top1"), health.get("knn_top1_random")
+        if self.rules.below_random and knn is not None and random is not None and step > self.warmup \
+                and knn <= random:
+            held["knn_top1"] = (f"k-NN accuracy on data.val {knn:.3f} is no better than the randomly initialised "
+                                f"encoder's {random:.3f}")
         return held
 
     def check(self, step: int, health: dict[str, Value]) -> Alarm | None:
+        """Counts each rule this check could test (its figures are in `health`); a rule it could not test
+        keeps its streak (a k-NN rule is tested at evaluations only)."""
         held = self.holding(step, health)
-        self.streak = {rule: (self.streak.get(rule, (step, 0))[0], self.streak.get(rule, (step, 0))[1] + 1)
-                       for rule in held}
+        for rule in ("rankme_targets", "rankme_context", "std_targets", "knn_top1"):
+            if rule in held:
+                since, count = self.streak.get(rule, (step, 0))
+                self.streak[rule] = (since, count + 1)
+            elif health.get(rule) is not None:  # tested and not holding: the streak ends
+                self.streak.pop(rule, None)
         fired = {f["rule"] for f in self.fired}
         for rule, reason in held.items():
             since, count = self.streak[rule]
@@ -186,12 +199,14 @@ class CollapseAlarm:
 
     def state_dict(self) -> dict[str, Any]:
         return {"first": {k: list(v) for k, v in self.first.items()},
-                "streak": {k: list(v) for k, v in self.streak.items()}, "fired": list(self.fired)}
+                "streak": {k: list(v) for k, v in self.streak.items()}, "fired": list(self.fired),
+                "baselines": dict(self.baselines)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.first = {k: (int(s), float(v)) for k, (s, v) in state.get("first", {}).items()}
         self.streak = {k: (int(s), int(c)) for k, (s, c) in state.get("streak", {}).items()}
         self.fired = list(state.get("fired", []))
+        self.baselines = {k: float(v) for k, v in state.get("baselines", {}).items()}
 
 
 def write_alarm(job_dir: str, alarm: Alarm) -> None:

@@ -8,6 +8,7 @@ Runs in plain PyTorch on CPU or GPU; runners add distribution (DDP through Ray T
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import math
 import time
@@ -25,12 +26,15 @@ from jepa_platform.errors import ConfigError, TrainingError
 from jepa_platform.events import Event, Notice, Row
 from jepa_platform.masks.base import Masks
 from jepa_platform.masks.collator import MaskCollator
+from jepa_platform.models.blocks import init_transformer_weights
 from jepa_platform.plugins.contracts import EpochAware, ReportsMetrics, Teacher
 from jepa_platform.spec.monitor import MonitorConfig
 from jepa_platform.spec.optim import OptimConfig
+from jepa_platform.teachers.ema import EmaTeacher
 from jepa_platform.train.checkpoint import CheckpointStore
 from jepa_platform.train.cpu_shards import CpuShards, Shard, split_batch
 from jepa_platform.train.health import Alarm, CollapseAlarm, measure, write_alarm
+from jepa_platform.train.knn import KnnEvaluator
 from jepa_platform.train.metrics import MetricsLog
 from jepa_platform.train.optim import Schedules, build_optimizer
 
@@ -113,6 +117,7 @@ class Trainer:
         cpu_shards: int | None = None,
         monitor: MonitorConfig | None = None,
         job_dir: str | None = None,
+        evaluator: KnnEvaluator | None = None,
     ):
         if len(dataset) < world_size * optim.batch_size:
             raise ConfigError(
@@ -140,7 +145,12 @@ class Trainer:
         self._shards: CpuShards | None = None
         self.monitor = monitor if monitor is not None and monitor.every else None
         self.alarm = CollapseAlarm(monitor.collapse) if self.monitor else None
+        if self.alarm:
+            self.alarm.warmup = optim.warmup_steps
         self.job_dir = job_dir  # where the collapse alarm is recorded
+        self.evaluator = evaluator  # rank 0's k-NN evaluation on data.val; None elsewhere
+        self.eval_every = monitor.eval_every if monitor is not None else 0
+        self.knn_random: float | None = None  # the same evaluation of a randomly initialised encoder
         self._masks: list[Masks] = []  # the last step's, for its health check
 
     # -- state -----------------------------------------------------------------------------------
@@ -156,6 +166,8 @@ class Trainer:
         }
         if self.alarm:
             state["health"] = self.alarm.state_dict()
+        if self.knn_random is not None:
+            state["knn_random"] = self.knn_random
         if torch.cuda.is_available():
             state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
         return state
@@ -171,6 +183,7 @@ class Trainer:
         self.collator.load_state_dict(state["masks"])
         if self.alarm and "health" in state:
             self.alarm.load_state_dict(state["health"])
+        self.knn_random = state.get("knn_random", self.knn_random)
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
@@ -376,6 +389,38 @@ class Trainer:
         if alarm:
             self.raise_alarm(alarm, row)
 
+    def eval_encoder(self) -> nn.Module:
+        """The encoder a run is judged by: an EMA teacher's (V-JEPA's target encoder), else the student's."""
+        return self.teacher.encoder if isinstance(self.teacher, EmaTeacher) else self.student.encoder
+
+    def random_baseline(self) -> float:
+        """The k-NN accuracy of a randomly initialised encoder of this architecture: the encoder itself before
+        the first step, else a re-initialised copy (drawn from its own generator: training's RNG is untouched)."""
+        encoder = self.eval_encoder()
+        if self.progress.step > 0:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.cfg.seed)
+                encoder = copy.deepcopy(encoder)
+                for module in encoder.modules():
+                    init_transformer_weights(module)
+        return self.evaluator.evaluate(encoder, self.device)
+
+    def evaluate(self, row: dict[str, Any]) -> None:
+        """The k-NN evaluation on rank 0 into `row`; the k-NN collapse rule is checked with it."""
+        alarm = None
+        if self.evaluator is not None:
+            started = time.perf_counter()
+            if self.knn_random is None:
+                self.knn_random = self.random_baseline()
+            row["knn_top1"] = self.evaluator.evaluate(self.eval_encoder(), self.device)
+            row["knn_top1_random"] = self.knn_random
+            row["eval_seconds"] = time.perf_counter() - started
+            if self.alarm:
+                alarm = self.alarm.check(self.progress.step, {k: row[k] for k in ("knn_top1", "knn_top1_random")})
+        if self.alarm and self.agreed(alarm is not None):
+            self.raise_alarm(alarm or Alarm(self.progress.step, self.progress.step, "rank 0",
+                                            "a collapse rule fired on rank 0 (see its log)"), row)
+
     def agreed(self, fired: bool) -> bool:
         """Rank 0's verdict, on every rank, so that a stop ends all workers together and none hangs."""
         if self.world_size > 1 and dist.is_initialized():
@@ -401,14 +446,17 @@ class Trainer:
             step_seconds = time.perf_counter() - started
             clips_seen += batch["clip"].shape[0] * self.world_size
             row = self.step_row(metrics, clips_seen, time.perf_counter() - t0, data_wait, step_seconds)
+            step = self.progress.step
+            done = step >= until
             checked = self.check_due()
             if checked:
                 self.watch(row, batch["clip"])
+            evaluated = bool(self.eval_every) and (step % self.eval_every == 0 or done)
+            if evaluated:
+                self.evaluate(row)
             if self.on_step:
                 self.on_step(row)
-            step = self.progress.step
-            done = step >= until
-            log_now = step % self.cfg.log_every == 0 or done or checked  # a check's figures are always logged
+            log_now = step % self.cfg.log_every == 0 or done or checked or evaluated  # their figures are logged
             if log_now:
                 self.emit(Row(row))
             save_now = step % self.cfg.checkpoint_every == 0 or done

@@ -148,3 +148,65 @@ def test_the_alarm_fires_each_rule_once():
     alarm = CollapseAlarm(CollapseRules(patience=1))
     assert alarm.check(1, {"std_targets": 0.0}).rule == "std_targets"
     assert alarm.check(2, {"std_targets": 0.0}) is None
+
+
+def test_knn_accuracy_is_leave_one_out_and_tells_clusters_from_noise():
+    from jepa_platform.train.knn import knn_accuracy
+
+    torch.manual_seed(0)
+    labels = torch.arange(6).repeat_interleave(8)
+    centres = torch.randn(6, 32) * 5
+    assert knn_accuracy(centres[labels] + torch.randn(48, 32), labels, k=5) == 1.0
+    assert knn_accuracy(torch.randn(48, 32), labels, k=5) < 0.5
+    assert knn_accuracy(torch.randn(2, 4), torch.tensor([0, 1]), k=20) == 0.0  # its only neighbour disagrees
+
+
+def test_the_knn_rule_fires_after_warmup_when_no_better_than_random():
+    alarm = CollapseAlarm(CollapseRules(patience=2))
+    alarm.warmup = 10
+    poor = {"knn_top1": 0.15, "knn_top1_random": 0.2}
+    assert alarm.check(5, poor) is None and alarm.check(10, poor) is None  # in warmup: not counted
+    assert alarm.check(20, poor) is None
+    assert alarm.check(25, {"std_targets": 0.5}) is None  # a health check in between keeps the k-NN streak
+    fired = alarm.check(30, poor)
+    assert fired.rule == "knn_top1" and fired.since == 20 and "no better than the randomly initialised" in fired.reason
+
+
+def test_a_run_with_data_val_evaluates_its_encoder_beside_a_random_one(tmp_path, synthetic_dataset):
+    from jepa_platform.spec import validate_spec
+    from jepa_platform.train.job import run_training
+
+    spec = validate_spec({
+        "name": "knn", "storage": {"output": str(tmp_path)},
+        "backbone": {"kind": "vit", "params": {"size": "custom", "embed_dim": 48, "depth": 1, "num_heads": 3,
+                                               "patch_size": 8}},
+        "predictor": {"kind": "vit_predictor", "params": {"embed_dim": 32, "depth": 1, "num_heads": 2}},
+        "data": {"train": str(synthetic_dataset), "val": str(synthetic_dataset), "frames": 4, "stride": 2,
+                 "resolution": 32, "loader_workers": 0},
+        "optim": {"batch_size": 2, "steps": 5, "warmup_steps": 0, "log_every": 5},
+        "monitor": {"every": 2, "eval_every": 2},
+    })
+    run_training(spec)
+    rows = {r["step"]: r for r in read_metrics(str(tmp_path / "knn" / "metrics.jsonl"))}
+    assert sorted(rows) == [1, 2, 4, 5]  # health checks at 1, 2, 4; evaluations at 2, 4 and the last step
+    for step in (2, 4, 5):
+        assert 0 <= rows[step]["knn_top1"] <= 1 and rows[step]["eval_seconds"] > 0
+    assert len({rows[s]["knn_top1_random"] for s in (2, 4, 5)}) == 1  # evaluated once, logged with each
+
+
+def test_a_missing_val_set_is_refused_at_validation_naming_the_field(tmp_path):
+    from jepa_platform.spec import SpecError, validate_spec
+
+    with pytest.raises(SpecError, match=r"data\.val: .*no such file or folder: .*nowhere\.csv"):
+        validate_spec({"name": "x", "data": {"train": "t.csv", "val": str(tmp_path / "nowhere.csv")}})
+
+
+def test_an_unlabelled_val_set_is_refused_before_training(tmp_path, synthetic_dataset):
+    from jepa_platform.errors import ConfigError
+    from jepa_platform.train.knn import KnnEvaluator
+
+    lines = synthetic_dataset.read_text().splitlines()
+    flat = synthetic_dataset.parent / "flat.csv"  # its video paths are relative to the manifest
+    flat.write_text("".join(f"{line.split()[0]} 0\n" for line in lines))
+    with pytest.raises(ConfigError, match="data.val: every clip of .*flat.csv has the same label"):
+        KnnEvaluator(str(flat), frames=4, stride=2, resolution=32)
