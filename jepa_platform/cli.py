@@ -226,6 +226,7 @@ class StageProgress:
             self.progress = Progress(
                 TextColumn("[bold]{task.description}"), TextColumn("step {task.completed}/{task.total}"),
                 BarColumn(), TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]} clips/s"),
+                TextColumn("rank {task.fields[rank]}"),
                 TextColumn("ETA"), TimeRemainingColumn(), console=self.console,
             )
             self.progress.start()
@@ -243,17 +244,26 @@ class StageProgress:
             self.say(f"Starting {spec.name}: {spec.length} {unit}, output {spec.job_dir}")
         if self.progress and spec.probe is None:
             self.task = self.progress.add_task(spec.name, total=spec.length, completed=step or 0,
-                                               loss="-", speed="-")
+                                               loss="-", speed="-", rank="-")
 
     def on_row(self, row: dict[str, Any]) -> None:
         if not self.enabled:
             return
+        if "step" not in row:  # a start-up phase, named while it runs
+            if self.progress and self.task is not None:
+                self.progress.update(self.task, description=f"{self.name} ({row.get('phase', '...')})")
+            elif not self.progress:
+                self.say(f"{self.name}: {row.get('phase', '...')}")
+            return
+        if self.progress and self.task is not None:
+            self.progress.update(self.task, description=self.name)
         if row.get("collapse"):
             self.say(f"warning: {self.name} step {row['step']}: {row['collapse']}")
         loss, speed = row.get("loss"), row.get("clips_per_s") or 0.0
         if self.progress and self.task is not None:
+            rank = {"rank": f"{row['rankme_targets']:.1f}"} if row.get("rankme_targets") else {}
             self.progress.update(self.task, completed=row["step"], loss=f"{loss:.4f}" if loss is not None else "-",
-                                 speed=f"{speed:.1f}")
+                                 speed=f"{speed:.1f}", **rank)
         elif not self.progress:
             health = f" rankme_targets {row['rankme_targets']:.1f}" if row.get("rankme_targets") else ""
             self.say(f"{self.name} step {row['step']}/{self.total} loss {loss:.4f} {speed:.1f} clips/s{health}"
@@ -420,7 +430,7 @@ def logs(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")] = False,
 ) -> None:
     """A job's log (metrics rows and errors)."""
-    from jepa_platform.events import PREFIX, EventReader, render
+    from jepa_platform.events import PREFIX, EventReader, render, timestamp
     from jepa_platform.runners import read_log
     from jepa_platform.runners.jobstore import JobStore
 
@@ -428,7 +438,11 @@ def logs(
     reader = EventReader()
     for line in read_log(store.get(job), store, follow=follow):
         event = reader.feed(line)
-        text = render(event) if event is not None and line.startswith(PREFIX) else line.rstrip("\n")
+        if event is not None and line.startswith(PREFIX):  # an event: each of its lines with the time it was said
+            when = timestamp(reader.last_time)
+            text = "\n".join(f"{when} {part}" if when else part for part in render(event).split("\n"))
+        else:
+            text = line.rstrip("\n")
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
 

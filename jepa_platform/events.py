@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -25,7 +26,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Row:
-    """A metrics row: `step` and named numbers."""
+    """A metrics row: `step` and named numbers. A row of `phase` alone names the start-up phase a job is in
+    ("building the model", "waiting for the first batch"), until its first step's row."""
 
     values: dict[str, Any]
 
@@ -65,14 +67,20 @@ NAMES = {cls: name for name, cls in TYPES.items()}
 
 
 def encode(event: Event) -> str:
-    """The event as one log line."""
-    return PREFIX + json.dumps({"v": VERSION, "type": NAMES[type(event)], **asdict(event)}, default=str)
+    """The event as one log line, with the time it was said (`t`, seconds since the epoch)."""
+    fields = {"v": VERSION, "type": NAMES[type(event)], "t": round(time.time(), 3), **asdict(event)}
+    return PREFIX + json.dumps(fields, default=str)
+
+
+def timestamp(seconds: float | None) -> str:
+    """`2026-12-07 02:30:01` (local time) for an event's time; empty when it has none (an older driver's)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds)) if seconds is not None else ""
 
 
 def render(event: Event) -> str:
     """The event as people read it (the terminal, `jepa logs`)."""
     if isinstance(event, Row):
-        return format_row(event.values)
+        return f"phase: {event.values['phase']}" if set(event.values) == {"phase"} else format_row(event.values)
     if isinstance(event, Stage):
         return format_stage_event(event.name, event.event, event.step)
     if isinstance(event, Done):
@@ -88,6 +96,7 @@ class EventReader:
 
     last_step: int | None = None
     last_error: str | None = None
+    last_time: float | None = None  # when the last event read was said
     skipped: int = 0
     _legacy_error: list[str] = field(default_factory=list)
     _in_legacy_error: bool = False
@@ -131,6 +140,8 @@ class EventReader:
             data = json.loads(text)
             kind = TYPES.get(data.pop("type", None))
             version = data.pop("v", None)
+            said = data.pop("t", None)
+            self.last_time = float(said) if isinstance(said, int | float) else None
             if kind is None or not isinstance(version, int) or version > VERSION:
                 raise ValueError(f"an event this version cannot read (v{version})")
             return kind(**data)

@@ -139,14 +139,16 @@ def test_progress_off_a_terminal_is_timestamped_lines_written_as_rows_come(tmp_p
     buffer = io.StringIO()
     with StageProgress(enabled=True, console=Console(file=buffer, width=200)) as progress:
         progress.on_stage(spec, "starting", None)
+        progress.on_row({"phase": "building the model"})
         progress.on_row({"step": 10, "loss": 0.5, "clips_per_s": 3.0, "rankme_targets": 41.5})
         written = buffer.getvalue()  # already there, before the job ends
         progress.on_row({"step": 20, "loss": 0.4, "clips_per_s": 3.1,
                          "collapse": "collapse suspected since step 10: std_targets 0 is below the floor 0.001"})
     lines = buffer.getvalue().splitlines()
     assert all(re.match(r"\d\d:\d\d:\d\d ", line) for line in lines), lines
+    assert "lines: building the model" in lines[1]
     assert "lines step 10/20 loss 0.5000 3.0 clips/s rankme_targets 41.5" in written
-    assert "warning: lines step 20: collapse suspected since step 10" in lines[2]
+    assert "warning: lines step 20: collapse suspected since step 10" in lines[3]
 
 
 def test_status_says_since_which_step_and_why_a_run_is_thought_collapsed(tmp_path, monkeypatch):
@@ -164,3 +166,23 @@ def test_status_says_since_which_step_and_why_a_run_is_thought_collapsed(tmp_pat
     assert result.exit_code == 0, result.output
     assert "warning: sick: collapse suspected since step 40: rankme_targets 1.2" in result.stderr
     assert json.loads(runner.invoke(app, ["status", "sick-1", "--json"]).stdout)["collapse"]["sick"]["since"] == 40
+
+
+def test_progress_on_a_terminal_shows_the_phase_then_the_bar(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from jepa_platform.cli import StageProgress
+    from jepa_platform.spec import validate_spec
+
+    spec = validate_spec({"name": "bar", "data": {"train": str(tmp_path / "t.csv")},
+                          "optim": {"steps": 20, "warmup_steps": 0}})
+    console = Console(file=io.StringIO(), force_terminal=True, width=200)
+    with StageProgress(enabled=True, console=console) as progress:
+        progress.on_stage(spec, "starting", None)
+        progress.on_row({"phase": "starting Ray"})
+        assert progress.progress.tasks[0].description == "bar (starting Ray)"
+        progress.on_row({"step": 10, "loss": 0.5, "clips_per_s": 3.0, "rankme_targets": 41.5})
+        task = progress.progress.tasks[0]
+        assert (task.description, task.completed, task.fields["rank"]) == ("bar", 10, "41.5")

@@ -47,6 +47,8 @@ class LocalRunner(HostJobs):
     def submit(self, spec: JobSpec, on_row: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
         """Runs one stage (training, or a probe) on Ray Train's workers, to its end."""
         resumed_from, _ = latest_step(spec)
+        if on_row:
+            on_row({"phase": "starting Ray"})
         start_ray()
         worker, config = stage_worker(spec)
         stop, watcher = threading.Event(), None

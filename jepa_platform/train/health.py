@@ -215,9 +215,10 @@ def write_alarm(job_dir: str, alarm: Alarm) -> None:
 
 
 def read_alarm(job_dir: str) -> dict[str, Any] | None:
-    """The alarm a run in `job_dir` recorded, or None."""
+    """The alarm a run in `job_dir` recorded, or None; also None when the folder cannot be read from here
+    (no credentials for its bucket, say): the alarm is an addition to a status, never a reason for it to fail."""
     try:
         fs, path = fsspec.core.url_to_fs(JobLayout(job_dir).collapse)
         return json.loads(fs.cat_file(path)) if fs.exists(path) else None
-    except (OSError, ValueError):
+    except Exception:  # noqa: BLE001 - any storage backend's error means "cannot tell"
         return None

@@ -11,6 +11,7 @@ from typing import Any
 
 import fsspec
 
+from jepa_platform.events import Row
 from jepa_platform.layout import CHECKPOINTS, FLOPS_FILE
 from jepa_platform.plugins.manager import registry
 from jepa_platform.spec import JobSpec
@@ -57,9 +58,19 @@ def run_training(spec: JobSpec, **kwargs: Any) -> dict[str, Any]:
 
     The resolved spec, metrics.jsonl and flops.json are written beside the checkpoints under `spec.job_dir`.
     """
+    on_event = kwargs.get("on_event") if kwargs.get("rank", 0) == 0 else None
+
+    def phase(name: str) -> None:  # named while it runs; the first step's row ends the start-up
+        if on_event:
+            on_event(Row({"phase": name}))
+
+    phase("building the model" + (" and reading data.val" if spec.data.val else ""))
     trainer = build_trainer(spec, **kwargs)
+    phase("reading the last checkpoint")
     resumed = trainer.resume()
+    phase("counting FLOPs")
     record_flops(spec, trainer)
+    phase("waiting for the first batch")
     if trainer.rank == 0:
         pin_teacher(spec, resumed=resumed is not None)  # a SALT student stays on the teacher it started with
         write_bytes_atomic(spec.layout.spec_file, spec.to_yaml().encode())

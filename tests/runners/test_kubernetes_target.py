@@ -350,9 +350,11 @@ def test_jobs_that_cannot_run_on_the_cluster_are_refused_with_every_reason(profi
         build_rayjob(local, KubernetesSettings(), profiles)
     text = str(e.value)
     assert "storage.output" in text and "data.train" in text and "kubernetes.image" in text
+    (tmp_path / "val.csv").write_text("")  # a labelled set that exists, but on this machine only
     pipeline = validate_spec({"name": "salt", "data": {"train": "s3://videos/train.csv"},
                               "storage": {"output": "s3://bucket/runs"},
-                              "stages": [{"name": "teacher"}, {"name": "probe", "data": {"val": "val.csv"}}]})
+                              "stages": [{"name": "teacher"}, {"name": "probe",
+                                                               "data": {"val": str(tmp_path / "val.csv")}}]})
     with pytest.raises(ConfigError, match=r"stages\[1\]\.data\.val: /.*val\.csv is on this machine") as e:
         build_rayjob(pipeline, KubernetesSettings(image=IMAGE), profiles)
     assert "stages[0]" not in str(e.value)

@@ -186,7 +186,12 @@ def test_a_run_with_data_val_evaluates_its_encoder_beside_a_random_one(tmp_path,
         "optim": {"batch_size": 2, "steps": 5, "warmup_steps": 0, "log_every": 5},
         "monitor": {"every": 2, "eval_every": 2},
     })
-    run_training(spec)
+    events = []
+    run_training(spec, on_event=events.append)
+    phases = [e.values["phase"] for e in events if "phase" in getattr(e, "values", {})]
+    assert phases == ["building the model and reading data.val", "reading the last checkpoint", "counting FLOPs",
+                      "waiting for the first batch"]  # named while they run, before the first step's row
+    assert "phase" in events[0].values and events[len(phases)].values["step"] == 1
     rows = {r["step"]: r for r in read_metrics(str(tmp_path / "knn" / "metrics.jsonl"))}
     assert sorted(rows) == [1, 2, 4, 5]  # health checks at 1, 2, 4; evaluations at 2, 4 and the last step
     for step in (2, 4, 5):
