@@ -3,6 +3,8 @@ The single source of their defaults, shared by the library (`train.health`) and 
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -13,8 +15,12 @@ class CollapseRules(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     rank_fraction: float = Field(
-        0.1, ge=0, le=1, description="A RankMe (of the targets or of the student's context features) below this "
-        "fraction of its value at the run's first check; 0 turns the rule off.")
+        0.1, ge=0, le=1, description="A watched RankMe below this fraction of its value at the run's first check; "
+        "0 turns the rule off.")
+    rank_of: list[Literal["targets", "context"]] = Field(
+        ["targets"], description="Whose RankMe the rank rule watches. The targets' by default: collapse is the "
+        "teacher's targets losing their spread. A small student's context features lose most of their (random-init) "
+        "rank in the first steps of a healthy run (the quickstart: 33 to 4-12 in 60 steps), so `context` is opt-in.")
     std_floor: float = Field(
         1e-3, ge=0, description="The targets' mean per-channel standard deviation below this (the teacher gives "
         "(nearly) the same vector everywhere); 0 turns the rule off.")

@@ -159,7 +159,7 @@ class CollapseAlarm:
     def holding(self, step: int, health: dict[str, Value]) -> dict[str, str]:
         """The rules that hold on this check, with their reasons."""
         held = {}
-        for key in ("rankme_targets", "rankme_context"):
+        for key in (f"rankme_{whose}" for whose in self.rules.rank_of):
             value = health.get(key)
             if value is None:
                 continue

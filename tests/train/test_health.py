@@ -215,3 +215,11 @@ def test_an_unlabelled_val_set_is_refused_before_training(tmp_path, synthetic_da
     flat.write_text("".join(f"{line.split()[0]} 0\n" for line in lines))
     with pytest.raises(ConfigError, match="data.val: every clip of .*flat.csv has the same label"):
         KnnEvaluator(str(flat), frames=4, stride=2, resolution=32)
+
+
+def test_the_rank_rule_watches_the_targets_and_the_context_only_when_asked():
+    default = CollapseAlarm(CollapseRules(patience=1))
+    assert default.check(1, {"rankme_context": 30.0}) is None and default.check(2, {"rankme_context": 2.0}) is None
+    both = CollapseAlarm(CollapseRules(patience=1, rank_of=["targets", "context"]))
+    assert both.check(1, {"rankme_context": 30.0}) is None
+    assert both.check(2, {"rankme_context": 2.0}).rule == "rankme_context"
