@@ -405,6 +405,7 @@ def status(job: Annotated[str, typer.Argument(help="Job id or name.")], as_json:
         return emit_json(r.__dict__ | {"spec": None, "collapse": alarms})
     out.print(f"{r.id}: [bold]{r.status}[/] step {r.step or 0}/{r.steps} on {r.target}; outputs {r.job_dir}"
               + (f"\nerror: {r.error}" if r.error else ""), highlight=False)
+    sys.stdout.flush()  # the status line first, then its warnings (stderr is not buffered)
     for stage, alarm in alarms.items():
         err.print(f"[yellow]warning:[/] {stage}: collapse suspected since step {alarm['since']}: {alarm['reason']}",
                   highlight=False, soft_wrap=True)

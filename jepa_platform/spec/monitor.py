@@ -15,7 +15,7 @@ class CollapseRules(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     rank_fraction: float = Field(
-        0.1, ge=0, le=1, description="A watched RankMe below this fraction of its value at the run's first check; "
+        0.2, ge=0, le=1, description="A watched RankMe below this fraction of its value at the run's first check; "
         "0 turns the rule off.")
     rank_of: list[Literal["targets", "context"]] = Field(
         ["targets"], description="Whose RankMe the rank rule watches. The targets' by default: collapse is the "
