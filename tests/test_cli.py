@@ -186,3 +186,12 @@ def test_progress_on_a_terminal_shows_the_phase_then_the_bar(tmp_path):
         progress.on_row({"step": 10, "loss": 0.5, "clips_per_s": 3.0, "rankme_targets": 41.5})
         task = progress.progress.tasks[0]
         assert (task.description, task.completed, task.fields["rank"]) == ("bar", 10, "41.5")
+
+
+def test_an_unlabelled_val_set_is_refused_at_validation_naming_the_field(tmp_path, synthetic_dataset):
+    flat = synthetic_dataset.parent / "all-zero.csv"
+    flat.write_text("".join(f"{line.split()[0]} 0\n" for line in synthetic_dataset.read_text().splitlines()))
+    result = runner.invoke(app, ["validate", str(spec_file(tmp_path)), f"data.val={flat}"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "data.val: every video of" in result.stderr and "same label" in result.stderr
+    assert runner.invoke(app, ["validate", str(spec_file(tmp_path)), f"data.val={synthetic_dataset}"]).exit_code == 0

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import fsspec
 
-from jepa_platform.errors import DataError
+from jepa_platform.errors import ConfigError, DataError
 
 __all__ = ["VIDEO_EXTENSIONS", "VideoEntry", "read_manifest"]
 
@@ -96,3 +96,14 @@ def _scan_directory(source: str, fs: fsspec.AbstractFileSystem, root: str) -> li
         )
         for p, parts in zip(videos, relative, strict=True)
     ]
+
+
+def check_labelled(source: str, field: str = "data.val") -> None:
+    """Refuses, naming `field`, a local labelled set whose videos all carry one label (a flat folder, a
+    manifest of zeros): nothing can be classified on it. Remote sets are checked where they are read."""
+    if "://" in source:
+        return
+    labels = {entry.label for entry in read_manifest(source)}
+    if len(labels) < 2:
+        raise ConfigError(f"{field}: every video of {source} has the same label (an unlabelled folder?); a labelled "
+                          f"set of at least two classes is needed")
