@@ -17,6 +17,7 @@ from __future__ import annotations
 import pickle
 import posixpath
 import re
+import warnings
 import zipfile
 from collections.abc import Mapping
 from typing import Any
@@ -213,11 +214,12 @@ def fit_encoder(model: nn.Module, state: Mapping[str, Tensor], source: str) -> N
             f"checkpoint {source}: the encoder has no pos_embed, so it uses rotary position embeddings (RoPE, as "
             f"V-JEPA 2 does), but the configured backbone adds sin-cos positions: set its params.pos_embed: rope"
         )
-    if "pos_embed" not in own and "pos_embed" in state and hasattr(model, "rope"):
-        raise ConfigError(
-            f"checkpoint {source}: the encoder adds sin-cos positions (pos_embed {shape(state['pos_embed'])}), but "
-            f"the configured backbone uses RoPE: set its params.pos_embed: sincos"
-        )
+    if "pos_embed" not in own and "pos_embed" in state and getattr(model, "rope", False):
+        # V-JEPA 2's released files carry a pos_embed their RoPE encoders never use (its own loader drops it
+        # too); weights cannot tell such a file from a sin-cos one, so the configured RoPE is taken at its word.
+        warnings.warn(f"checkpoint {source}: its pos_embed {shape(state['pos_embed'])} is not used by the configured "
+                      f"RoPE encoder (V-JEPA 2's files carry one); it was left out", UserWarning, stacklevel=2)
+        state.pop("pos_embed")
     if "pos_embed" in own and "pos_embed" in state:
         state["pos_embed"] = fit_pos_embed(state["pos_embed"], own["pos_embed"], getattr(model, "grid", None), source)
     missing = [k for k in own if k not in state]

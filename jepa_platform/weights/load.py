@@ -222,20 +222,24 @@ def stated_spec(url: str, key: str = "auto") -> EncoderSpec | None:
     return job_encoder_spec(job) if job else None
 
 
-def load_encoder(url: str, key: str = "auto", num_heads: int | None = None) -> nn.Module:
+def load_encoder(url: str, key: str = "auto", num_heads: int | None = None, pos_embed: str | None = None
+                 ) -> nn.Module:
     """The encoder stored at `url`, built to its architecture, holding its weights, in eval mode.
 
     `url` is any fsspec URL of a jepa-platform run or checkpoint, an official V-JEPA / V-JEPA 2 / 2.1 `.pt`
     file, a Hugging Face V-JEPA 2 folder, or a `jepa export` folder. `key` picks the encoder of a
     checkpoint that has two ("auto": the teacher / target encoder when saved). `num_heads` is needed only
-    for an official file of an unusual width (heads cannot be read from weights).
+    for an official file of an unusual width (heads cannot be read from weights). `pos_embed="rope"` is
+    needed for V-JEPA 2's released `.pt` files: they carry a `pos_embed` their RoPE encoders do not use,
+    so their tensors look like a sin-cos encoder's.
 
     `encoder.features(clips)` gives per-token features; see its docstring for the preprocessing.
     """
     source = encoder_source(url, key, num_heads)
     spec = source.spec
-    if num_heads and spec.kind == "vit":
-        spec = EncoderSpec(spec.kind, {**spec.params, "num_heads": num_heads}, spec.img_size, spec.num_frames)
+    overrides = {k: v for k, v in (("num_heads", num_heads), ("pos_embed", pos_embed)) if v}
+    if overrides and spec.kind == "vit":
+        spec = EncoderSpec(spec.kind, {**spec.params, **overrides}, spec.img_size, spec.num_frames)
     encoder = spec.build()
     fit_encoder(encoder, source.tensors, source.where)
     return encoder.eval()

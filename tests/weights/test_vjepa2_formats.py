@@ -194,3 +194,15 @@ def test_a_swiglu_rope_encoder_round_trips_through_an_official_file_and_the_expo
     torch.testing.assert_close(loaded.features(x), encoder(x), rtol=0, atol=0)
     with pytest.raises(ConfigError, match="not representable.*SwiGLU"):
         export_encoder(str(tmp_path / "g.pt"), "hf", str(tmp_path / "hf"))
+
+
+def test_a_released_v_jepa_2_file_with_an_unused_pos_embed_loads_as_rope_when_told(theirs, tmp_path):
+    """V-JEPA 2's released files carry a pos_embed their RoPE encoders never use (its hub loader drops it)."""
+    state = official_state(theirs)
+    state["encoder"] = {**state["target_encoder"], "module.backbone.pos_embed": torch.zeros(1, 32, 128)}
+    del state["target_encoder"]
+    torch.save(state, tmp_path / "vitl.pt")
+    with pytest.warns(UserWarning, match="pos_embed .* not used by the configured RoPE encoder"):
+        ours = load_encoder(str(tmp_path / "vitl.pt"), pos_embed="rope")
+    x = clips()
+    torch.testing.assert_close(ours.features(x), their_features(theirs, x), rtol=0, atol=ATOL)
