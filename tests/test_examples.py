@@ -45,3 +45,11 @@ def test_salt_quickstart_pairs_a_small_teacher_with_a_wider_student():
     teacher, student = load_spec(EXAMPLES / "salt-quickstart.yaml").pipeline()
     assert teacher.backbone.params["embed_dim"] < student.backbone.params["embed_dim"]
     assert student.teacher.params["backbone"]["params"]["embed_dim"] == teacher.backbone.params["embed_dim"]
+
+
+def test_vjepa2_vitl16_continues_from_the_released_vit_l_with_rope_at_256_px():
+    spec = load_spec(EXAMPLES / "vjepa2-vitl16.yaml", ["init.checkpoint=s3://bucket/vitl.pt"])
+    assert spec.init.checkpoint == "s3://bucket/vitl.pt" and spec.init.predictor
+    assert spec.backbone.params["size"] == "large" and spec.backbone.params["pos_embed"] == "rope"
+    assert spec.predictor.params["pos_embed"] == "rope" and spec.data.resolution == 256
+    assert load_spec(EXAMPLES / "vjepa2-vitl16.yaml").init.checkpoint.startswith("https://dl.fbaipublicfiles.com/")

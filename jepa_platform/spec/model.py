@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, PrivateAttr, field_validator, model_validator
@@ -87,6 +87,22 @@ class ClusterSpec(Strict):
     )
 
 
+class InitSpec(Strict):
+    """Continued pretraining: the run's first step starts from these weights instead of random ones."""
+
+    checkpoint: str = Field(
+        description="Weights to start from, any fsspec URL: an official V-JEPA / V-JEPA 2 / 2.1 .pt, a Hugging Face "
+        "V-JEPA 2 folder, a jepa export, or a jepa-platform run or checkpoint. It must fit the backbone (and "
+        "predictor); what does not is named, tensor by tensor, before the first step.")
+    key: Literal["auto", "teacher", "student", "target_encoder", "encoder"] = Field(
+        "auto", description="Which encoder of the file: auto = the target encoder / teacher when saved. It "
+        "initialises the student and an EMA teacher alike.")
+    predictor: bool = Field(True, description="Also the predictor, where the file has one (extra mask tokens are "
+                            "left out); otherwise the predictor starts fresh.")
+
+    _absolute = field_validator("checkpoint")(classmethod(lambda cls, v: absolute_local(v)))
+
+
 class ProbeSpec(ProbeSettings):
     """A frozen evaluation run as this stage instead of training (what `jepa probe` runs). `checkpoint:
     stage:NAME` probes an earlier stage; backbone and clip sizes default to that stage's; `output`
@@ -113,6 +129,8 @@ class JobSpec(Strict):
     optim: OptimConfig = OptimConfig()
     monitor: MonitorConfig = Field(default_factory=MonitorConfig, description="Health metrics every N steps and "
                                    "the collapse alarm's rules.")
+    init: InitSpec | None = Field(None, description="Start from pretrained weights (V-JEPA 2, ...), optimiser and "
+                                  "schedules fresh; a resumed run continues from its own checkpoint instead.")
     data: DataSpec
     resources: ResourcesSpec = ResourcesSpec()
     storage: StorageSpec = StorageSpec()

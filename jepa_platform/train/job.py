@@ -11,13 +11,14 @@ from typing import Any
 
 import fsspec
 
-from jepa_platform.events import Row
+from jepa_platform.events import Notice, Row
 from jepa_platform.layout import CHECKPOINTS, FLOPS_FILE
 from jepa_platform.plugins.manager import registry
 from jepa_platform.spec import JobSpec
 from jepa_platform.storage import join, write_bytes_atomic
 from jepa_platform.train.build import build_trainer
 from jepa_platform.train.flops import count_step_flops
+from jepa_platform.train.init import initialise
 from jepa_platform.train.loop import Trainer
 from jepa_platform.train.metrics import MetricsLog
 from jepa_platform.train.resume import pin_teacher
@@ -68,6 +69,11 @@ def run_training(spec: JobSpec, **kwargs: Any) -> dict[str, Any]:
     trainer = build_trainer(spec, **kwargs)
     phase("reading the last checkpoint")
     resumed = trainer.resume()
+    if resumed is None and spec.init is not None:
+        phase(f"initialising from {spec.init.checkpoint}")
+        for note in initialise(trainer, spec.init):
+            if on_event:
+                on_event(Notice(note))
     phase("counting FLOPs")
     record_flops(spec, trainer)
     phase("waiting for the first batch")

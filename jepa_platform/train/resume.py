@@ -34,7 +34,8 @@ IDENTITY = ("backbone", "predictor", "masks", "teacher", "data.dataset", "data.f
 OPERATIONAL = ("name", "storage", "target", "cluster", "kubernetes", "stages", "resources.cpus_per_worker",
                "resources.gpus_per_worker", "resources.accelerator_type", "resources.max_failures",
                "data.loader_workers", "optim.log_every", "optim.checkpoint_every",
-               "optim.keep_checkpoints", "optim.precision", "teacher.params.follow_checkpoint", "monitor")
+               "optim.keep_checkpoints", "optim.precision", "teacher.params.follow_checkpoint", "monitor",
+               "init")  # init: only a fresh run reads it; a resumed one continues from its own checkpoint
 SCHEDULES = ("optim.steps", "optim.schedule_scale", "optim.warmup_steps", "optim.start_lr", "optim.lr",
              "optim.final_lr", "optim.weight_decay")
 
