@@ -569,12 +569,15 @@ def probe(
 
 def print_probe_report(report, checkpoint: str | None) -> None:
     table = Table(title=f"probes on {checkpoint or 'a randomly initialised encoder'} ({report.val_items} val items)")
-    for column in ("probe", "top-1", "top-5", "val loss", "train loss"):
+    for column in ("probe", "top-1 last epoch", "best epoch top-1", "top-5", "val loss", "train loss"):
         table.add_column(column, justify="left" if column == "probe" else "right")
     for i, r in enumerate(report.results):
         mark = " [bold green]*best[/]" if i == report.best else ""
-        table.add_row(r.name + mark, f"{r.top1:.3f}", f"{r.top5:.3f}", f"{r.loss:.4f}", f"{r.train_loss:.4f}")
+        table.add_row(r.name + mark, f"{r.top1:.3f}", f"{r.best_top1:.3f} (epoch {r.best_epoch})", f"{r.top5:.3f}",
+                      f"{r.loss:.4f}", f"{r.train_loss:.4f}")
     out.print(table)
+    out.print("*best: the probe with the highest top-1 at the last epoch (its confusion matrix and weights are "
+              "written); 'best epoch top-1' is each probe's highest over the evaluated epochs, as V-JEPA 2 reports.")
     if report.groups:
         out.print("best probe by class group: " + ", ".join(f"{g} {a:.3f}" for g, a in report.groups.items()))
     if report.output:

@@ -6,7 +6,8 @@
 The official `VisionTransformer` (use_rope, optionally use_silu for SwiGLU) and `VisionTransformerPredictor`
 are imported from that checkout (never copied), randomly initialised, saved as an official-layout training
 checkpoint (`encoder` / `target_encoder` / `predictor` under `module.backbone.`) and loaded with
-`jepa_platform.load_encoder`, which reads the architecture off the shapes. Printed: the largest absolute
+`jepa_platform.load_encoder`, which reads the architecture off the shapes. V-JEPA 2's `AttentiveClassifier`
+is compared with our default attentive probe, on the same weights. Printed: the largest absolute
 difference of the features on full clips at the configured size and at other frame counts and resolutions,
 on masked contexts, and of the predictor's outputs. `transformers` is the oracle the test suite uses; this
 script is the second, run by hand, because the official code cannot be installed in CI.
@@ -49,9 +50,31 @@ def main() -> None:
             ours = load_encoder(path)
             ours_predictor = load_predictor(encoder_source(path), grid=(4, 4, 4))
         rows += compare(label, official, predictor, ours, ours_predictor)
+    rows.append(("attentive probe (V-JEPA 2 layout)", compare_probe()))
     width = max(len(r[0]) for r in rows)
     for name, diff in rows:
         print(f"{name:<{width}}  max |ours - official| = {diff:.2e}")
+
+
+@torch.no_grad()
+def compare_probe() -> float:
+    """Our default attentive probe against V-JEPA 2's AttentiveClassifier (its 4 blocks = 3 + the cross-attention
+    block), the same weights renamed."""
+    from src.models.attentive_pooler import AttentiveClassifier
+
+    from jepa_platform.models.probes import AttentiveProbe
+
+    theirs = AttentiveClassifier(embed_dim=64, num_heads=4, depth=4, num_classes=5).eval()
+    ours = AttentiveProbe(64, 5, num_heads=4, depth=3).eval()
+    renames = (("pooler.cross_attention_block.", "pool."), ("pooler.", ""), ("linear.", "head."))
+    state = {}
+    for name, tensor in theirs.state_dict().items():
+        for old, new in renames:
+            name = name.replace(old, new)
+        state[name] = tensor
+    ours.load_state_dict(state, strict=True)
+    tokens = torch.randn(3, 50, 64)
+    return float((ours(tokens) - theirs(tokens)).abs().max())
 
 
 def _norm():

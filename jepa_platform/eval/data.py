@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import fsspec
@@ -47,6 +49,24 @@ class LabelledSet:
         return max([i.label for i in self.items] + list(self.names)) + 1
 
 
+def folder_names(items: list[LabelledItem]) -> dict[int, str]:
+    """Class names a `path label` manifest implies: when every label's videos sit in one folder of their own
+    (`videos/move_left/...` -> label 0 is `move_left`), those folders' names; else none."""
+    folders: dict[int, set[str]] = {}
+    for item in items:
+        folders.setdefault(item.label, set()).add(posixpath.basename(posixpath.dirname(item.path)))
+    names = {label: next(iter(found)) for label, found in folders.items() if len(found) == 1}
+    if len(names) != len(folders) or len(set(names.values())) != len(names) or "" in names.values():
+        return {}
+    return names
+
+
+def directional(names: Sequence[str]) -> bool:
+    """Whether class names tell left from right ('move_left', 'Pushing something from left to right'): a
+    horizontally flipped clip of such a class shows another class."""
+    return any(re.search(r"\b(left|right)\b", re.sub(r"[_\-]", " ", name.lower())) for name in names)
+
+
 def read_labelled(source: str) -> LabelledSet:
     """Labelled videos or images from any fsspec URL or local path:
 
@@ -66,7 +86,8 @@ def read_labelled(source: str) -> LabelledSet:
     elif path.endswith(".jsonl"):
         found = _read_jsonl(source, fs, path)
     else:
-        found = LabelledSet(source, [LabelledItem(e.path, e.label) for e in read_manifest(source)])
+        items = [LabelledItem(e.path, e.label) for e in read_manifest(source)]
+        found = LabelledSet(source, items, folder_names(items))
     if not found.items:
         raise DataError(f"{source}: no labelled videos or images listed")
     negative = [i for i in found.items if i.label < 0]

@@ -43,6 +43,8 @@ class ProbeResult:
     top5: float
     loss: float
     train_loss: float
+    best_top1: float = float("nan")  # its best validation top-1 over the evaluated epochs (what V-JEPA 2 reports)
+    best_epoch: int = 0  # the epoch of `best_top1` (the first of equals)
 
     @property
     def name(self) -> str:
@@ -91,14 +93,27 @@ def make_report(
     groups: dict[str, list[int]],
     seconds: float,
     output: str | None = None,
+    rows: list[dict[str, Any]] | None = None,
 ) -> ProbeReport:
+    """The report of the last validation; each probe's result also states its best epoch (`rows`, the
+    per-epoch metrics rows, when given)."""
     top1, top5, loss = metrics.top1(), metrics.top5(), metrics.loss()
-    results = [ProbeResult(lr, wd, top1[i], top5[i], loss[i], train_losses[i]) for i, (lr, wd) in enumerate(hparams)]
+    results = [ProbeResult(lr, wd, top1[i], top5[i], loss[i], train_losses[i], *best_epoch(rows, i, top1[i]))
+               for i, (lr, wd) in enumerate(hparams)]
     best = max(range(len(results)), key=lambda i: (results[i].top1, -i))
     confusion = metrics.confusion[best].cpu()
     per_class = (confusion.diagonal().double() / confusion.sum(1).double()).tolist()
     group_acc = {g: _accuracy(confusion, labels) for g, labels in groups.items()}
     return ProbeReport(results, best, names, confusion.tolist(), per_class, group_acc, metrics.count, seconds, output)
+
+
+def best_epoch(rows: list[dict[str, Any]] | None, probe: int, last_top1: float) -> tuple[float, int]:
+    """(best validation top-1, its epoch) of one probe over its evaluated epochs."""
+    evaluated = [(r["val_top1"], -r["epoch"]) for r in rows or [] if r["probe"] == probe and "val_top1" in r]
+    if not evaluated:
+        return last_top1, 0
+    top1, epoch = max(evaluated)
+    return top1, -epoch
 
 
 def _accuracy(confusion: Tensor, labels: list[int]) -> float:

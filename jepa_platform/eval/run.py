@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from jepa_platform.eval.data import LabelledSet, ProbeDataset, read_labelled
+from jepa_platform.eval.data import LabelledSet, ProbeDataset, directional, read_labelled
 from jepa_platform.eval.features import FrozenEncoder
 from jepa_platform.eval.grid import build_grid
 from jepa_platform.eval.probing import ProbeTrainer
@@ -74,7 +74,8 @@ def run_probe(
         "num_segments": settings.num_segments, "seed": settings.seed,
         "image_frames": settings.image_frames or getattr(frozen.encoder, "tubelet_size", 2),
     }
-    train_set = ProbeDataset(train, train=True, augment=settings.augment, hflip=settings.hflip, **clip)
+    hflip = settings.hflip if settings.hflip is not None else not directional(names)
+    train_set = ProbeDataset(train, train=True, augment=settings.augment, hflip=hflip, **clip)
     val_set = ProbeDataset(val, num_views=settings.num_views, **clip)
     probe = registry("probes").get(settings.probe.kind)
     grid = build_grid(
@@ -99,7 +100,8 @@ def run_probe(
 
     metrics = trainer.fit(log)
     losses = [r["train_loss"] for r in rows[-len(grid.probes):]]
-    report = make_report(metrics, grid.hparams, losses, names, groups, time.perf_counter() - start, settings.output)
+    report = make_report(metrics, grid.hparams, losses, names, groups, time.perf_counter() - start, settings.output,
+                         rows)
     if writes:
         write_outputs(report, settings.output, probe_state(settings, grid, report, frozen.embed_dim))
     return report

@@ -99,8 +99,9 @@ def build_blocks(
     drop_path_rate: float,
     rope: bool = False,
     mlp: str = "gelu",
+    eps: float = 1e-6,
 ) -> nn.ModuleList:
-    """Pre-norm blocks (SDPA attention, qkv bias, LayerNorm eps 1e-6) with a linear drop-path ramp."""
+    """Pre-norm blocks (SDPA attention, qkv bias, LayerNorm eps 1e-6 unless told) with a linear drop-path ramp."""
     if dim % num_heads:
         raise ConfigError(f"embed_dim: must be divisible by num_heads ({num_heads}), got {dim}")
     if mlp not in MLPS:
@@ -115,7 +116,7 @@ def build_blocks(
             mlp_ratio=mlp_ratio,
             qkv_bias=True,
             drop_path=rate,
-            norm_layer=partial(nn.LayerNorm, eps=1e-6),
+            norm_layer=partial(nn.LayerNorm, eps=eps),
             attn_layer=RopeAttention if rope else Attention,
             mlp_layer=SwiGLU if mlp == "swiglu" else Mlp,
         )

@@ -66,6 +66,9 @@ class AttentiveProbeParams(Params):
         "(V-JEPA)."
     )
     drop: float = Field(0.0, ge=0, lt=1, description="Dropout on attention and MLP outputs.")
+    out_proj: bool = Field(False, description="A linear projection after the cross-attention (not in V-JEPA 2's "
+                           "probe; off so that accuracies compare with published ones).")
+    final_norm: bool = Field(False, description="A LayerNorm before the classifier (not in V-JEPA 2's probe).")
 
 
 def build_attentive_probe(params: AttentiveProbeParams, *, embed_dim: int, num_classes: int):

@@ -6,7 +6,9 @@ already in the features, and multi-clip inputs are plain concatenations of token
 
 - `AttentiveProbe` (V-JEPA): learnable queries cross-attend to the LayerNorm'd tokens, then an MLP; optional
   self-attention blocks run over all tokens before pooling (V-JEPA 2) or over the queries after (V-JEPA);
-  then LayerNorm and a linear classifier.
+  then a linear classifier. By default this is V-JEPA 2's probe layer for layer (its `AttentiveClassifier`),
+  so accuracies compare with published ones; `out_proj` (a projection after the cross-attention) and
+  `final_norm` (a LayerNorm before the classifier) are this platform's additions, off unless asked for.
 - `LinearProbe` (MAE-style): mean over tokens, a normalisation without affine parameters, a linear layer.
 """
 
@@ -37,14 +39,15 @@ def default_heads(dim: int) -> int:
 class CrossAttention(nn.Module):
     """Multi-head attention of queries [B, Q, D] over tokens [B, N, D]; returns [B, Q, D]."""
 
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, proj_drop: float = 0.0):
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, proj_drop: float = 0.0,
+                 out_proj: bool = True):
         super().__init__()
         if dim % num_heads:
             raise ConfigError(f"num_heads: must divide the probe's input width ({dim}), got {num_heads}")
         self.num_heads = num_heads
         self.q = nn.Linear(dim, dim, bias=qkv_bias)
         self.kv = nn.Linear(dim, 2 * dim, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
+        self.proj = nn.Linear(dim, dim) if out_proj else nn.Identity()  # V-JEPA 2's has none
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, queries: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -59,11 +62,12 @@ class CrossAttention(nn.Module):
 class CrossAttentionBlock(nn.Module):
     """q + attn(q, LN(x)), then q + MLP(LN(q)): V-JEPA's pooling block."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, drop: float = 0.0):
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, drop: float = 0.0, out_proj: bool = True,
+                 eps: float = 1e-6):
         super().__init__()
-        self.norm1 = LayerNorm(dim)
-        self.xattn = CrossAttention(dim, num_heads, proj_drop=drop)
-        self.norm2 = LayerNorm(dim)
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.xattn = CrossAttention(dim, num_heads, proj_drop=drop, out_proj=out_proj)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = Mlp(dim, hidden_features=int(dim * mlp_ratio), drop=drop)
 
     def forward(self, queries: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -91,6 +95,8 @@ class AttentiveProbe(nn.Module):
         depth: int = 0,
         placement: Literal["before", "after"] = "before",
         drop: float = 0.0,
+        out_proj: bool = False,
+        final_norm: bool = False,
     ):
         super().__init__()
         num_heads = num_heads or default_heads(embed_dim)
@@ -100,15 +106,17 @@ class AttentiveProbe(nn.Module):
             raise ConfigError(f"num_heads: must divide the probe's input width ({embed_dim}), got {num_heads}")
         self.placement = placement
         self.query_tokens = nn.Parameter(torch.zeros(1, num_queries, embed_dim))
-        self.blocks = build_blocks(embed_dim, depth, num_heads, mlp_ratio, drop_path_rate=0.0)
+        eps = 1e-6 if out_proj or final_norm else 1e-5  # V-JEPA 2's probe: torch's default LayerNorm
+        self.blocks = build_blocks(embed_dim, depth, num_heads, mlp_ratio, drop_path_rate=0.0, eps=eps)
         for block in self.blocks:  # build_blocks has no dropout argument; the probe's `drop` applies to all
             block.attn.proj_drop.p = block.mlp.drop1.p = block.mlp.drop2.p = drop
-        self.pool = CrossAttentionBlock(embed_dim, num_heads, mlp_ratio, drop)
-        self.norm = LayerNorm(embed_dim)
+        self.pool = CrossAttentionBlock(embed_dim, num_heads, mlp_ratio, drop, out_proj=out_proj, eps=eps)
+        self.norm = LayerNorm(embed_dim) if final_norm else nn.Identity()
         self.head = nn.Linear(num_queries * embed_dim, num_classes)
         self.apply(init_transformer_weights)
         trunc_normal_(self.query_tokens, std=0.02)
         rescale_residual_branches(self.blocks)
+        self.pool.mlp.fc2.weight.data.div_((2.0 * max(len(self.blocks), 1)) ** 0.5)  # as V-JEPA 2's pooler
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         if self.placement == "before":

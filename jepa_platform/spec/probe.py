@@ -75,8 +75,9 @@ class ProbeSettings(Strict):
     batch_size: int = Field(16, ge=1, description="Videos per batch per worker.")
     workers: int = Field(2, ge=0, description="DataLoader processes per worker.")
     augment: bool = Field(True, description="Random-resized-crop (scale 0.08-1) and flip on training clips.")
-    hflip: bool = Field(True, description="Flip in the augmentation; turn off when classes tell left from right "
-                        "(a flipped 'moving left' clip shows motion to the right).")
+    hflip: bool | None = Field(None, description="Flip in the augmentation; default: on, except when class names "
+                               "tell left from right ('move_left', SSv2's 'from left to right'), where a flipped "
+                               "clip shows another class.")
     cache_features: bool = Field(False, description="Encode the validation set once (and the training set too "
                                  "when augment is off) and train on the stored tokens.")
     eval_every: int = Field(1, ge=1, description="Epochs between validations; the last epoch is always validated.")

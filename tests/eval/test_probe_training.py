@@ -331,3 +331,33 @@ def test_two_workers_train_the_probes_one_worker_trains_with_their_whole_batch(t
         with torch.no_grad():
             assert torch.allclose(worker.eval()(x), alone.grid.eval()(x), atol=1e-5)
         assert torch.equal(saved["confusion"], metrics.confusion)  # validation summed over both workers
+
+
+def test_a_manifest_names_its_classes_by_their_folders_and_direction_classes_turn_flipping_off(synthetic_dataset):
+    from jepa_platform.eval.data import directional, read_labelled
+
+    found = read_labelled(str(synthetic_dataset))
+    assert "move_left" in found.names.values() and "move_right" in found.names.values()
+    assert directional(list(found.names.values()))
+    assert directional(["Pushing something from left to right"]) and directional(["turn-right"])
+    assert not directional(["red_square", "blue_circle", "leftover", "copyright"])
+
+
+def test_the_default_attentive_probe_is_v_jepa_2s_layout():
+    from jepa_platform.models.probes import AttentiveProbe
+
+    official = AttentiveProbe(64, 5, num_heads=4, depth=3).state_dict()
+    assert "pool.xattn.proj.weight" not in official and "norm.weight" not in official  # V-JEPA 2 has neither
+    extended = AttentiveProbe(64, 5, num_heads=4, depth=3, out_proj=True, final_norm=True).state_dict()
+    assert extended.keys() - official.keys() == {"pool.xattn.proj.weight", "pool.xattn.proj.bias", "norm.weight",
+                                                  "norm.bias"}
+
+
+def test_each_probe_states_its_best_epoch_beside_its_last():
+    from jepa_platform.eval.report import best_epoch
+
+    rows = [{"epoch": 1, "probe": 0, "val_top1": 0.4}, {"epoch": 2, "probe": 0, "val_top1": 0.7},
+            {"epoch": 3, "probe": 0, "val_top1": 0.7}, {"epoch": 3, "probe": 1, "val_top1": 0.9},
+            {"epoch": 2, "probe": 1}]  # an epoch without validation
+    assert best_epoch(rows, 0, 0.7) == (0.7, 2) and best_epoch(rows, 1, 0.9) == (0.9, 3)
+    assert best_epoch([], 0, 0.5) == (0.5, 0)
