@@ -154,7 +154,6 @@ class CollapseAlarm:
         self.streak: dict[str, tuple[int, int]] = {}  # rule -> (since step, checks in a row)
         self.fired: list[dict[str, Any]] = []
         self.warmup = 0  # steps before the k-NN rule applies (the run's warmup)
-        self.baselines: dict[str, float] = {}  # knn_top1_random: the randomly initialised encoder's accuracy
 
     def holding(self, step: int, health: dict[str, Value]) -> dict[str, str]:
         """The rules that hold on this check, with their reasons."""
@@ -199,14 +198,12 @@ class CollapseAlarm:
 
     def state_dict(self) -> dict[str, Any]:
         return {"first": {k: list(v) for k, v in self.first.items()},
-                "streak": {k: list(v) for k, v in self.streak.items()}, "fired": list(self.fired),
-                "baselines": dict(self.baselines)}
+                "streak": {k: list(v) for k, v in self.streak.items()}, "fired": list(self.fired)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.first = {k: (int(s), float(v)) for k, (s, v) in state.get("first", {}).items()}
         self.streak = {k: (int(s), int(c)) for k, (s, c) in state.get("streak", {}).items()}
         self.fired = list(state.get("fired", []))
-        self.baselines = {k: float(v) for k, v in state.get("baselines", {}).items()}
 
 
 def write_alarm(job_dir: str, alarm: Alarm) -> None:
