@@ -101,7 +101,10 @@ def read_checkpoint(url: str) -> tuple[Any, str]:
     except FileNotFoundError:
         raise ConfigError(f"checkpoint {url}: no such file or folder") from None
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if isinstance(e, pickle.UnpicklingError):  # torch's own text advises weights_only=False: never ours to give
+            reason = "it is not a PyTorch file of tensors (objects other than tensors are never unpickled here)"
+        else:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(f"checkpoint {url} could not be read as a PyTorch weights file: {reason}") from None
 
 

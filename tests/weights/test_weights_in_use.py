@@ -103,3 +103,9 @@ def test_probe_on_a_hugging_face_folder_reads_the_architecture_from_its_config(h
         "--backbone-params", "{size: custom, embed_dim: 64, depth: 3, num_heads: 2, patch_size: 8, pos_embed: rope}",
     ]))
     assert "missing from the checkpoint: blocks.2." in line
+
+
+def test_a_file_that_is_no_checkpoint_gets_no_advice_to_unpickle_it(tmp_path):
+    (tmp_path / "notes.txt").write_text("not weights")
+    line = one_error_line(runner.invoke(app, ["export", str(tmp_path / "notes.txt"), str(tmp_path / "out")]))
+    assert "not a PyTorch file of tensors" in line and "weights_only" not in line
