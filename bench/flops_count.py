@@ -9,10 +9,9 @@ on this machine in one process. Prints a table.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from timing import median_seconds
 
 from jepa_platform.spec import validate_spec
 from jepa_platform.train.build import build_components
@@ -24,15 +23,6 @@ CONFIGS = {
                                                 (8, 64), 8),
     "vit-small (16x112px, batch 4)": ({"size": "small"}, (16, 112), 4),
 }
-
-
-def seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def measure(backbone: dict, frames: int, res: int, batch: int, repeats: int) -> tuple[float, float, float]:
@@ -48,9 +38,9 @@ def measure(backbone: dict, frames: int, res: int, batch: int, repeats: int) -> 
     clips = torch.randn(batch, 3, frames, res, res)
     trainer = Trainer(student, teacher, MaskCollator(maskers, seed=0), TensorDataset(torch.zeros(batch)),
                       spec.optim)
-    return (seconds(lambda: trainer.train_step(clips), repeats),
-            seconds(lambda: count_step_flops(spec, student, teacher, maskers, "cpu"), repeats),
-            seconds(lambda: estimate_step_flops(spec), repeats))
+    return (median_seconds(lambda: trainer.train_step(clips), repeats),
+            median_seconds(lambda: count_step_flops(spec, student, teacher, maskers, "cpu"), repeats),
+            median_seconds(lambda: estimate_step_flops(spec), repeats))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,26 +12,17 @@ share of training time at the default `eval_every`.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 
 import torch
+from timing import median_seconds
 
 from jepa_platform.data import write_synthetic_dataset
 from jepa_platform.spec import load_spec
 from jepa_platform.spec.monitor import MonitorConfig
 from jepa_platform.train.build import build_trainer
 from jepa_platform.train.knn import KnnEvaluator
-
-
-def median_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def main() -> None:

@@ -20,20 +20,20 @@ from jepa_platform.eval.report import ProbeReport, class_groups, make_report, wr
 from jepa_platform.eval.settings import ProbeSettings, resolve_settings
 from jepa_platform.plugins.manager import registry
 from jepa_platform.weights.checkpoints import fit_encoder
-from jepa_platform.weights.load import encoder_source
+from jepa_platform.weights.load import EncoderSource, encoder_source
 
 __all__ = ["build_encoder", "probe_worker", "run_probe"]
 
 
-def build_encoder(settings: ProbeSettings) -> nn.Module:
+def build_encoder(settings: ProbeSettings, source: EncoderSource | None = None) -> nn.Module:
     """The backbone of (resolved) `settings`, initialised from `settings.seed`, then given the checkpoint's
-    encoder weights unless the checkpoint is null / 'random'."""
+    encoder weights (`source`, when already read) unless the checkpoint is null / 'random'."""
     component = registry("backbones").get(settings.backbone.kind)
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(settings.seed)
         encoder = component.build(settings.backbone.params, img_size=settings.resolution, num_frames=settings.frames)
     if not settings.random_init:
-        source = encoder_source(settings.checkpoint, settings.key)
+        source = source or encoder_source(settings.checkpoint, settings.key)
         fit_encoder(encoder, source.tensors, source.where)
     return encoder
 
@@ -63,12 +63,13 @@ def run_probe(
     `rank`, `world_size`, device and a DDP `wrap` for the probes (see `probe_worker`).
     """
     start = time.perf_counter()
-    settings = resolve_settings(settings, need_backbone=encoder is None)
+    source = None if encoder is not None or settings.random_init else encoder_source(settings.checkpoint, settings.key)
+    settings = resolve_settings(settings, need_backbone=encoder is None, source=source)  # the file is read once
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     train, val = read_labelled(settings.train), read_labelled(settings.val)
     names = label_names(settings, train, val)
     groups = class_groups(names, settings.class_groups)
-    frozen = FrozenEncoder(encoder if encoder is not None else build_encoder(settings), settings.layers)
+    frozen = FrozenEncoder(encoder if encoder is not None else build_encoder(settings, source), settings.layers)
     clip = {
         "frames": settings.frames, "stride": settings.stride, "resolution": settings.resolution,
         "num_segments": settings.num_segments, "seed": settings.seed,

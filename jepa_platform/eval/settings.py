@@ -8,21 +8,24 @@ from typing import Any
 from jepa_platform.errors import ConfigError
 from jepa_platform.layout import SPEC_FILE
 from jepa_platform.spec.probe import ComponentChoice, ProbeSettings, validate_component
-from jepa_platform.weights.load import checkpoint_job_spec, encoder_source, stated_spec
+from jepa_platform.weights.load import EncoderSource, checkpoint_job_spec, encoder_source, stated_spec
 
 __all__ = ["ComponentChoice", "ProbeSettings", "resolve_settings"]
 
 DEFAULT_CLIP = {"frames": 16, "stride": 4, "resolution": 224}
 
 
-def resolve_settings(settings: ProbeSettings, need_backbone: bool = True) -> ProbeSettings:
+def resolve_settings(settings: ProbeSettings, need_backbone: bool = True, source: EncoderSource | None = None
+                     ) -> ProbeSettings:
     """`settings` with the backbone and clip sizes filled in: given ones stay, missing ones come from the
     checkpoint's job spec, else from the architecture the checkpoint states or its weights imply (a Hugging
     Face folder, an export, an official file), then from the defaults (16 frames, stride 4, 224 pixels).
-    Without a backbone to be had, a ConfigError, unless `need_backbone` is False."""
+    Without a backbone to be had, a ConfigError, unless `need_backbone` is False. `source`: the checkpoint,
+    already read (its shapes tell an official file's architecture), so that it is not read again."""
     job = None if settings.random_init else checkpoint_job_spec(settings.checkpoint)
     if job is None and not settings.random_init and settings.backbone is None:
-        spec = stated_spec(settings.checkpoint, settings.key) or encoder_source(settings.checkpoint, settings.key).spec
+        spec = stated_spec(settings.checkpoint, settings.key) or (
+            source or encoder_source(settings.checkpoint, settings.key)).spec
         job = {"backbone": {"kind": spec.kind, "params": spec.params},
                "data": {"frames": spec.num_frames, "resolution": spec.img_size}}
     update: dict[str, Any] = {}

@@ -82,6 +82,7 @@ class FrozenParams(Params):
 def build_frozen(params: FrozenParams, *, student, **_):
     """A pretrained encoder loaded from a checkpoint and never updated (SALT stage 2)."""
     import copy
+    import dataclasses
 
     from jepa_platform.plugins import registry
     from jepa_platform.teachers.frozen import FrozenTeacher, clip_size
@@ -89,8 +90,7 @@ def build_frozen(params: FrozenParams, *, student, **_):
 
     stated = stated_spec(params.checkpoint, params.key) if params.backbone is None else None
     if stated is not None:  # the architecture the checkpoint states (its job, a Hugging Face or export config)
-        backbone = registry("backbones").get(stated.kind).build(
-            registry("backbones").get(stated.kind).config.model_validate(stated.params), **clip_size(student))
+        backbone = dataclasses.replace(stated, **clip_size(student)).build()
     elif params.backbone is None:
         backbone = copy.deepcopy(student)
     else:

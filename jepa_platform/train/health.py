@@ -148,12 +148,12 @@ class CollapseAlarm:
     held for `patience` checks in a row. Its state (first values, streaks, what fired) is checkpointed, so
     a resumed run keeps its baseline."""
 
-    def __init__(self, rules: CollapseRules):
+    def __init__(self, rules: CollapseRules, warmup: int = 0):
         self.rules = rules
         self.first: dict[str, tuple[int, float]] = {}  # metric -> (step, value) at its first check
         self.streak: dict[str, tuple[int, int]] = {}  # rule -> (since step, checks in a row)
         self.fired: list[dict[str, Any]] = []
-        self.warmup = 0  # steps before the k-NN rule applies (the run's warmup)
+        self.warmup = warmup  # steps before the k-NN rule applies (the run's warmup)
 
     def holding(self, step: int, health: dict[str, Value]) -> dict[str, str]:
         """The rules that hold on this check, with their reasons."""

@@ -28,7 +28,7 @@ def initialise(trainer: Trainer, init: InitSpec) -> list[str]:
     if not source.predictor:
         return [*notes, f"{source.where} has no predictor: the predictor starts fresh"]
     own = trainer.student.predictor.state_dict()
-    tensors, dropped = predictor_tensors(source.predictor, own)
+    tensors, dropped = without_extra_mask_tokens(source.predictor, own)
     fit_encoder(trainer.student.predictor, tensors, f"{source.where} (predictor)")
     extra = f" ({dropped} mask tokens beyond the run's {count_tokens(own)} left out)" if dropped else ""
     return [*notes, f"initialised the predictor from {source.where}{extra}"]
@@ -38,7 +38,7 @@ def count_tokens(state) -> int:
     return sum(1 for k in state if re.fullmatch(r"mask_tokens\.\d+", k))
 
 
-def predictor_tensors(theirs, own) -> tuple[dict, int]:
+def without_extra_mask_tokens(theirs, own) -> tuple[dict, int]:
     """The file's predictor tensors with mask tokens beyond the run's count left out (V-JEPA 2 trains 10,
     one per mask type it used; a run keeps one per masker of its own), and how many were."""
     keep = count_tokens(own)

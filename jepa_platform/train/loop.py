@@ -144,9 +144,7 @@ class Trainer:
         self._random_layers = has_random_layers(self.student)
         self._shards: CpuShards | None = None
         self.monitor = monitor if monitor is not None and monitor.every else None
-        self.alarm = CollapseAlarm(monitor.collapse) if self.monitor else None
-        if self.alarm:
-            self.alarm.warmup = optim.warmup_steps
+        self.alarm = CollapseAlarm(monitor.collapse, optim.warmup_steps) if self.monitor else None
         self.job_dir = job_dir  # where the collapse alarm is recorded
         self.evaluator = evaluator  # rank 0's k-NN evaluation on data.val; None elsewhere
         self.eval_every = monitor.eval_every if monitor is not None else 0
@@ -332,8 +330,8 @@ class Trainer:
             self.on_event(event)
 
     def health(self, clips: torch.Tensor) -> tuple[dict[str, Any], Alarm | None]:
-        """This step's health metrics (on every rank: the same forward keeps DDP ranks in step) and the alarm,
-        if a collapse rule has now fired."""
+        """This step's health metrics, measured by every rank on its own batch (no collective: the ranks agree
+        on what to do in `agreed`), and the alarm, if a collapse rule has now fired."""
         values = measure(self.student, self.teacher, clips.to(self.device), self._masks, self.monitor)
         alarm = self.alarm.check(self.progress.step, values)
         return values, alarm

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from jepa_platform.errors import ConfigError
 from jepa_platform.layout import SPEC_FILE
+from jepa_platform.models.timm_video import read_weights
 from jepa_platform.weights import hf
 from jepa_platform.weights.architecture import EncoderSpec, ratio_for, spec_from_tensors, vit_spec
 from jepa_platform.weights.checkpoints import (
@@ -121,19 +122,6 @@ def read_json(url: str) -> Any:
         raise ConfigError(f"{url}: not valid JSON ({e})") from None
 
 
-def read_safetensors(url: str) -> dict[str, Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load
-
-    try:
-        with fsspec.open(url, "rb") as f:
-            return load(f.read())
-    except FileNotFoundError:
-        raise ConfigError(f"{url}: no such file") from None
-    except (SafetensorError, ValueError, OSError) as e:
-        raise ConfigError(f"{url}: not a safetensors file ({str(e).strip().splitlines()[0]})") from None
-
-
 def folder_of(url: str) -> str:
     fs, path = fsspec.core.url_to_fs(url)
     return url if fs.isdir(path) else url.rstrip("/").rsplit("/", 1)[0]
@@ -143,7 +131,7 @@ def hf_source(url: str) -> EncoderSource:
     folder = folder_of(url)
     config = read_json(f"{folder}/{hf.CONFIG}")
     settings = hf.vit_from_config(config, f"{folder}/{hf.CONFIG}")
-    encoder, predictor = hf.from_hf(read_safetensors(f"{folder}/{hf.WEIGHTS}"))
+    encoder, predictor = hf.from_hf(read_weights(f"{folder}/{hf.WEIGHTS}"))
     pred_settings = {**hf.predictor_from_config(config), "num_mask_tokens": int(config.get("pred_num_mask_tokens", 10)),
                      "target_dim": settings["embed_dim"], "mlp": "gelu"} if predictor else None
     return EncoderSource(folder, encoder, vit_spec(settings), predictor, pred_settings)
@@ -155,7 +143,7 @@ def export_source(url: str) -> EncoderSource:
     if not isinstance(meta, Mapping) or meta.get("format") != EXPORT_FORMAT:
         raise ConfigError(f"{folder}/{EXPORT_CONFIG}: not a jepa export (format is not {EXPORT_FORMAT!r})")
     spec = EncoderSpec.from_json(meta, f"{folder}/{EXPORT_CONFIG}")
-    return EncoderSource(folder, read_safetensors(f"{folder}/{EXPORT_WEIGHTS}"), spec)
+    return EncoderSource(folder, read_weights(f"{folder}/{EXPORT_WEIGHTS}"), spec)
 
 
 def encoder_source(url: str, key: str = "auto", num_heads: int | None = None) -> EncoderSource:
@@ -166,7 +154,7 @@ def encoder_source(url: str, key: str = "auto", num_heads: int | None = None) ->
     if kind == "export":
         return export_source(url)
     if url.endswith(".safetensors"):
-        return EncoderSource(url, strip_wrappers(read_safetensors(url)), num_heads=num_heads)
+        return EncoderSource(url, strip_wrappers(read_weights(url)), num_heads=num_heads)
     state, where = read_checkpoint(url)
     tensors = encoder_tensors(state, key, where)
     job = checkpoint_job_spec(url)

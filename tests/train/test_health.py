@@ -162,8 +162,7 @@ def test_knn_accuracy_is_leave_one_out_and_tells_clusters_from_noise():
 
 
 def test_the_knn_rule_fires_after_warmup_when_no_better_than_random():
-    alarm = CollapseAlarm(CollapseRules(patience=2))
-    alarm.warmup = 10
+    alarm = CollapseAlarm(CollapseRules(patience=2), warmup=10)
     poor = {"knn_top1": 0.15, "knn_top1_random": 0.2}
     assert alarm.check(5, poor) is None and alarm.check(10, poor) is None  # in warmup: not counted
     assert alarm.check(20, poor) is None
