@@ -123,7 +123,6 @@ def submit(
     """Run a job: validate the spec, then train on the chosen target (resuming a job of the same name)."""
     from jepa_platform.plugins.contracts import Renders
     from jepa_platform.runners import resolve_target, runner_for, select_stages, target_params
-    from jepa_platform.runners import submit as submit_job
 
     job = load(spec, overrides)
     tgt = resolve_target(job, target)
@@ -142,9 +141,18 @@ def submit(
         return emit_manifest(manifest, as_json)
     if dry_run:
         return print_plan(job, stages, tgt, resume_from, as_json)
+    follow_job(job, tgt, params, stage=stage, wait=wait, quiet=quiet, as_json=as_json)
+
+
+def follow_job(job, target: str, params: dict[str, Any], *, stage: str | None = None, wait: bool = True,
+               quiet: bool = False, as_json: bool = False):
+    """Submits the validated job to `target` and, with `wait`, follows it to its end (exit 1 unless it
+    succeeded); returns its record."""
+    from jepa_platform.runners import submit as submit_job
+
     show = not (quiet or as_json)
     with StageProgress(enabled=show and wait) as progress:
-        record = submit_job(job, target=tgt, stage=stage, wait=wait, on_row=progress.on_row,
+        record = submit_job(job, target=target, stage=stage, wait=wait, on_row=progress.on_row,
                             on_stage=progress.on_stage if show else None,
                             on_line=progress.say if show else None,
                             on_check=None if as_json else show_check, params=params)
@@ -154,11 +162,13 @@ def submit(
         where = record.running_as or record.remote_id or f"pid {record.pid}"
         out.print(f"Submitted {record.id}, running as {where}; follow with `jepa logs {record.id} --follow`")
     elif record.status == "SUCCEEDED":
-        out.print(f"{stamp()} [green]done[/] {job.name}: outputs in {job.job_dir}", highlight=False)
+        output = job.embed.output if job.embed is not None else job.job_dir
+        out.print(f"{stamp()} [green]done[/] {job.name}: outputs in {output}", highlight=False)
     else:
         err.print(f"[bold red]error:[/] job {record.id} {record.status.lower()}: {record.error}", highlight=False)
     if wait and record.status != "SUCCEEDED":
         raise typer.Exit(EXIT_FAILED)
+    return record
 
 
 def print_plan(job, stages, target: str, resume_from: dict[str, int | None], as_json: bool) -> None:
@@ -166,7 +176,7 @@ def print_plan(job, stages, target: str, resume_from: dict[str, int | None], as_
     from jepa_platform.runners.local import latest_step
 
     plan = [{"stage": s.name, "job_dir": s.job_dir, "steps": s.length,
-             "resume_from": latest_step(s)[0] if s.probe is not None else resume_from[s.name]}
+             "resume_from": resume_from[s.name] if s.trains else latest_step(s)[0]}
             for s in stages]
     if as_json:
         return emit_json({"target": target, "job_dir": job.job_dir, "resume_from": plan[0]["resume_from"],
@@ -241,13 +251,17 @@ class StageProgress:
         if event == "skipped":
             self.say(f"{spec.name} already completed {step}/{spec.length} steps; skipped")
             return
-        if event == "resuming":
+        if spec.embed is not None:
+            self.total = None  # videos: known once the first shards are done
+            self.say(f"{'Resuming' if event == 'resuming' else 'Starting'} {spec.name}: embedding the videos of "
+                     f"{spec.embed.data} into {spec.embed.output}")
+        elif event == "resuming":
             self.say(f"Resuming {spec.name} from step {step} ({spec.job_dir}/checkpoints)")
         else:
             unit = "epochs of probing" if spec.probe is not None else "steps"
             self.say(f"Starting {spec.name}: {spec.length} {unit}, output {spec.job_dir}")
         if self.progress and spec.probe is None:
-            self.task = self.progress.add_task(spec.name, total=spec.length, completed=step or 0,
+            self.task = self.progress.add_task(spec.name, total=self.total, completed=step or 0,
                                                loss="-", speed="-", rank="-")
 
     def on_row(self, row: dict[str, Any]) -> None:
@@ -261,6 +275,8 @@ class StageProgress:
             return
         if self.progress and self.task is not None:
             self.progress.update(self.task, description=self.name)
+        if "of" in row:  # an embedding's progress: videos done of those listed
+            return self.on_videos(row)
         if row.get("collapse"):
             self.say(f"warning: {self.name} step {row['step']}: {row['collapse']}")
         loss, speed = row.get("loss"), row.get("clips_per_s") or 0.0
@@ -272,6 +288,18 @@ class StageProgress:
             health = f" rankme_targets {row['rankme_targets']:.1f}" if row.get("rankme_targets") else ""
             self.say(f"{self.name} step {row['step']}/{self.total} loss {loss:.4f} {speed:.1f} clips/s{health}"
                      if loss is not None else f"{self.name} step {row['step']}/{self.total}")
+
+    def on_videos(self, row: dict[str, Any]) -> None:
+        if row.get("skipped_videos"):
+            self.say(f"warning: {self.name} skipped videos that could not be read: {row['skipped_videos']}")
+        speed = row.get("clips_per_s") or 0.0
+        if self.progress and self.task is not None:
+            self.progress.update(self.task, completed=row["step"], total=row["of"], speed=f"{speed:.1f}",
+                                 loss="-")
+        elif not self.progress:
+            skipped = f", {row['skipped']} skipped" if row.get("skipped") else ""
+            self.say(f"{self.name}: {row['step']}/{row['of']} videos (shard {row['shards']}/{row['shards_of']}) "
+                     f"{speed:.1f} videos/s{skipped}")
 
     def __exit__(self, *exc) -> bool:
         if self.progress:
@@ -475,7 +503,7 @@ def flops(spec: SpecArg, overrides: Overrides = None, as_json: JsonOpt = False) 
     from jepa_platform.train.flops import format_flops, format_schedule, schedule_flops
 
     job = load(spec, overrides)
-    reports = {s.name: schedule_flops(s) for s in job.pipeline() if s.probe is None}  # probes: not pretraining
+    reports = {s.name: schedule_flops(s) for s in job.pipeline() if s.trains}  # probes, embeddings: no pretraining
     total = sum(r["schedule"]["total"] for r in reports.values())
     if as_json:
         return emit_json({"stages": reports, "total": total})
@@ -484,6 +512,11 @@ def flops(spec: SpecArg, overrides: Overrides = None, as_json: JsonOpt = False) 
         out.print(format_schedule(report), highlight=False)
     if len(reports) > 1:
         out.print(f"[bold]pipeline total[/] {format_flops(total)}", highlight=False)
+
+
+def settings_error(e) -> ConfigError:
+    """A pydantic ValidationError of a command's settings as one line: `field: problem; ...`."""
+    return ConfigError("; ".join(f"{'.'.join(map(str, x['loc'])) or 'settings'}: {x['msg']}" for x in e.errors()))
 
 
 def parse_mapping(text: str | None, what: str) -> dict[str, Any]:
@@ -548,9 +581,7 @@ def probe(
     try:
         probe_settings = ProbeSettings.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(
-            "; ".join(f"{'.'.join(map(str, x['loc'])) or 'settings'}: {x['msg']}" for x in e.errors())
-        ) from None
+        raise settings_error(e) from None
 
     def on_epoch(rows: list[dict[str, Any]]) -> None:
         if quiet or as_json:
@@ -603,6 +634,108 @@ def export(
     for note in export_encoder(source, fmt, out_dir, key):
         err.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
     out.print(f"wrote {fmt} export of {source} to {out_dir}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+@user_errors
+def embed(
+    checkpoint: Annotated[str, typer.Argument(
+        help="Encoder weights: a job, checkpoints or step folder, an official V-JEPA / V-JEPA 2 .pt, a Hugging Face "
+        "V-JEPA 2 folder or a jepa export; any fsspec URL.", show_default=False)],
+    data: Annotated[str, typer.Option(help="Videos: a folder (searched recursively), a list of `path` or `path "
+                                           "label` lines, or JSONL; any fsspec URL.", show_default=False)],
+    output: Annotated[str, typer.Option("--out", help="Folder to write (any fsspec URL); an unfinished one with "
+                                                      "the same settings is resumed.", show_default=False)],
+    fmt: Annotated[str, typer.Option("--format", help="parquet or npy.")] = "parquet",
+    tokens: Annotated[bool, typer.Option("--tokens", help="Also write every token, not just the pooled "
+                                                          "vector.")] = False,
+    key: Annotated[str, typer.Option(help="Which encoder of a checkpoint: auto, teacher, student, target_encoder, "
+                                          "encoder.")] = "auto",
+    backbone: Annotated[str | None, typer.Option(help="Backbone kind (default: the checkpoint's).")] = None,
+    backbone_params: Annotated[str | None, typer.Option(help="Backbone params, YAML, e.g. '{size: large}'.")] = None,
+    frames: Annotated[int | None, typer.Option(help="Frames per clip (default: the checkpoint's).")] = None,
+    resolution: Annotated[int | None, typer.Option(help="Clip side in pixels (default: the checkpoint's).")] = None,
+    segments: Annotated[int | None, typer.Option(help="Clips per video, one per temporal segment.")] = None,
+    shard_size: Annotated[int | None, typer.Option(help="Videos per shard (the unit of resuming).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Videos per batch per worker.")] = None,
+    settings: Annotated[list[str] | None, typer.Option("--set", help="Any other embedding setting, KEY=VALUE "
+                                                                     "(YAML value), e.g. --set dtype=float16")] = None,
+    name: Annotated[str | None, typer.Option(help="Job name (default: from the output folder's name).")] = None,
+    target: Annotated[str, typer.Option(help="local | ray | k8s.")] = "local",
+    address: Annotated[str | None, typer.Option(help="Target ray: the cluster's dashboard, e.g. "
+                                                     "http://HOST:8265.")] = None,
+    workers: Annotated[int, typer.Option(help="Ray Train workers; each takes its share of the shards.")] = 1,
+    gpus_per_worker: Annotated[float, typer.Option(help="GPUs per worker.")] = 0,
+    cpus_per_worker: Annotated[float, typer.Option(help="CPUs per worker.")] = 1,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the job to its end.")] = True,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a frozen encoder's features, one pooled vector (and optionally every token) per video, as Parquet
+    or .npy shards; runs as a job on the chosen target and resumes where an interrupted one stopped."""
+    import yaml
+    from pydantic import ValidationError
+
+    from jepa_platform.spec import validate_spec
+    from jepa_platform.spec.embed import EmbedSettings
+
+    raw: dict[str, Any] = {"checkpoint": checkpoint, "data": data, "output": output, "format": fmt,
+                           "tokens": tokens, "key": key, "frames": frames, "resolution": resolution,
+                           "num_segments": segments, "shard_size": shard_size, "batch_size": batch_size}
+    raw = {k: v for k, v in raw.items() if v is not None}  # unset options keep EmbedSettings' defaults
+    if backbone or backbone_params:
+        raw["backbone"] = {"kind": backbone or "vit", "params": parse_mapping(backbone_params, "--backbone-params")}
+    for item in settings or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set dtype=float16")
+        field, value = item.split("=", 1)
+        raw[field.strip()] = yaml.safe_load(value)
+    try:  # the embedding's own settings first: one line naming the option
+        EmbedSettings.model_validate(raw)
+    except ValidationError as e:
+        raise settings_error(e) from None
+    folder, base = job_folder(output)
+    job = validate_spec({
+        "name": name or base, "data": {}, "embed": raw, "storage": {"output": folder}, "target": target,
+        "resources": {"workers": workers, "gpus_per_worker": gpus_per_worker, "cpus_per_worker": cpus_per_worker},
+        **({"cluster": {"address": address}} if address else {}),
+    }, source="jepa embed")
+    follow_job(job, job.target.kind, {"address": address} if address else {}, wait=wait, quiet=quiet,
+               as_json=as_json)
+    if wait and not as_json:
+        show_embeddings(job.embed.output)
+
+
+def show_embeddings(output: str) -> None:
+    """What a finished embedding holds, and the videos it skipped, from its index (when it can be read here)."""
+    from jepa_platform.embed.shards import done_shards, read_index
+
+    try:
+        index, markers = read_index(output), done_shards(output)
+    except Exception:  # noqa: BLE001 - a cluster's bucket out of reach from here: the job said it is done
+        return
+    if not index:
+        return
+    skipped = [s for k in sorted(markers) for s in markers[k]["skipped"]]
+    out.print(f"{index.get('written', 0)} of {index['videos']} videos embedded ({index.get('dim')}-d, "
+              f"{index['shards']} {index['format']} shards){f', {len(skipped)} skipped:' if skipped else ''}",
+              highlight=False)
+    for s in skipped:
+        out.print(f"  {s['path']}: {s['reason']}", highlight=False, soft_wrap=True)
+
+
+def job_folder(output: str) -> tuple[str, str]:
+    """(storage root, job name) of an embedding job writing to `output`: the job lives in the output folder
+    itself when its name can be a job name, else beside it under a name made from it."""
+    import posixpath
+    import re
+
+    from jepa_platform.storage import absolute_local
+
+    output = absolute_local(output).rstrip("/")
+    parent, base = posixpath.split(output)
+    name = re.sub(r"[^a-z0-9-]+", "-", base.lower()).strip("-")[:63].strip("-") or "embed"
+    return parent or output, name
 
 
 @app.command()

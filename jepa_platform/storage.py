@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
+import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import fsspec
@@ -32,6 +35,34 @@ def write_bytes_atomic(url: str, data: bytes) -> None:
         os.replace(tmp, path)
     else:
         fs.pipe_file(path, data)
+
+
+@contextlib.contextmanager
+def file_atomic(url: str) -> Iterator[str]:
+    """A local path to write `url`'s content to, for writers that want a file (Parquet, a streamed .npy);
+    on a clean exit it becomes `url` whole (renamed beside it locally, one upload to an object store), on
+    an error it is removed and `url` is untouched."""
+    fs, path = fsspec.core.url_to_fs(url)
+    local = isinstance(fs, LocalFileSystem)
+    parent = posixpath.dirname(path)
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    if local:
+        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    else:
+        handle, tmp = tempfile.mkstemp(suffix=".part")
+        os.close(handle)
+    try:
+        yield tmp
+        if local:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        else:
+            fs.put_file(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
 
 
 def absolute_local(url: str | None) -> str | None:

@@ -30,7 +30,7 @@ _EXPORTS = {
     "SplitMetrics": "probing",
     "ProbeReport": "report",
     "ProbeResult": "report",
-    "build_encoder": "run",
+    "build_encoder": "features",
     "probe_worker": "run",
     "run_probe": "run",
 }

@@ -1,4 +1,5 @@
-"""The frozen encoder's side of probing: tokens for a batch of clips, and tokens stored for reuse."""
+"""The frozen encoder's side of probing (and of embedding): the encoder built from its settings, tokens for a
+batch of clips, and tokens stored for reuse."""
 
 from __future__ import annotations
 
@@ -10,8 +11,12 @@ import torch.nn as nn
 from torch import Tensor
 
 from jepa_platform.errors import TrainingError
+from jepa_platform.plugins.manager import registry
+from jepa_platform.spec.probe import EncoderSettings
+from jepa_platform.weights.checkpoints import fit_encoder
+from jepa_platform.weights.load import EncoderSource, encoder_source
 
-__all__ = ["FeatureCache", "FrozenEncoder", "TokenBatch", "encode_batches", "fingerprint"]
+__all__ = ["FeatureCache", "FrozenEncoder", "TokenBatch", "build_encoder", "encode_batches", "fingerprint"]
 
 TokenBatch = tuple[Tensor, Tensor]  # tokens [B, V, L, D] float32 and labels [B], on the device
 
@@ -23,6 +28,19 @@ def fingerprint(module: nn.Module) -> dict[str, Tensor]:
         for name, t in module.state_dict(keep_vars=True).items()
         if isinstance(t, Tensor) and (t.is_floating_point() or t.is_complex() or t.dtype in (torch.long, torch.int))
     }
+
+
+def build_encoder(settings: EncoderSettings, source: EncoderSource | None = None) -> nn.Module:
+    """The backbone of (resolved) `settings`, initialised from `settings.seed`, then given the checkpoint's
+    encoder weights (`source`, when already read) unless the checkpoint is null / 'random'."""
+    component = registry("backbones").get(settings.backbone.kind)
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(settings.seed)
+        encoder = component.build(settings.backbone.params, img_size=settings.resolution, num_frames=settings.frames)
+    if not settings.random_init:
+        source = source or encoder_source(settings.checkpoint, settings.key)
+        fit_encoder(encoder, source.tensors, source.where)
+    return encoder
 
 
 class FrozenEncoder(nn.Module):

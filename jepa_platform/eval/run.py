@@ -13,29 +13,15 @@ import torch.distributed as dist
 import torch.nn as nn
 
 from jepa_platform.eval.data import LabelledSet, ProbeDataset, directional, read_labelled
-from jepa_platform.eval.features import FrozenEncoder
+from jepa_platform.eval.features import FrozenEncoder, build_encoder
 from jepa_platform.eval.grid import build_grid
 from jepa_platform.eval.probing import ProbeTrainer
 from jepa_platform.eval.report import ProbeReport, class_groups, make_report, write_metrics, write_outputs
 from jepa_platform.eval.settings import ProbeSettings, resolve_settings
 from jepa_platform.plugins.manager import registry
-from jepa_platform.weights.checkpoints import fit_encoder
-from jepa_platform.weights.load import EncoderSource, encoder_source
+from jepa_platform.weights.load import encoder_source
 
 __all__ = ["build_encoder", "probe_worker", "run_probe"]
-
-
-def build_encoder(settings: ProbeSettings, source: EncoderSource | None = None) -> nn.Module:
-    """The backbone of (resolved) `settings`, initialised from `settings.seed`, then given the checkpoint's
-    encoder weights (`source`, when already read) unless the checkpoint is null / 'random'."""
-    component = registry("backbones").get(settings.backbone.kind)
-    with torch.random.fork_rng(devices=[]):
-        torch.default_generator.manual_seed(settings.seed)
-        encoder = component.build(settings.backbone.params, img_size=settings.resolution, num_frames=settings.frames)
-    if not settings.random_init:
-        source = source or encoder_source(settings.checkpoint, settings.key)
-        fit_encoder(encoder, source.tensors, source.where)
-    return encoder
 
 
 def label_names(settings: ProbeSettings, *sets: LabelledSet) -> list[str]:

@@ -3,20 +3,21 @@ checkpoint: its job's spec, or the architecture its file states or its weights i
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from jepa_platform.errors import ConfigError
 from jepa_platform.layout import SPEC_FILE
-from jepa_platform.spec.probe import ComponentChoice, ProbeSettings, validate_component
+from jepa_platform.spec.probe import ComponentChoice, EncoderSettings, ProbeSettings, validate_component
 from jepa_platform.weights.load import EncoderSource, checkpoint_job_spec, encoder_source, stated_spec
 
-__all__ = ["ComponentChoice", "ProbeSettings", "resolve_settings"]
+__all__ = ["ComponentChoice", "EncoderSettings", "ProbeSettings", "resolve_settings"]
 
+EncoderSettingsT = TypeVar("EncoderSettingsT", bound=EncoderSettings)  # a probe's or an embedding's
 DEFAULT_CLIP = {"frames": 16, "stride": 4, "resolution": 224}
 
 
-def resolve_settings(settings: ProbeSettings, need_backbone: bool = True, source: EncoderSource | None = None
-                     ) -> ProbeSettings:
+def resolve_settings(settings: EncoderSettingsT, need_backbone: bool = True, source: EncoderSource | None = None
+                     ) -> EncoderSettingsT:
     """`settings` with the backbone and clip sizes filled in: given ones stay, missing ones come from the
     checkpoint's job spec, else from the architecture the checkpoint states or its weights imply (a Hugging
     Face folder, an export, an official file), then from the defaults (16 frames, stride 4, 224 pixels).

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from jepa_platform.embed.shards import read_index
 from jepa_platform.errors import JepaError, TrainingError
 from jepa_platform.events import EventReader, Row
 from jepa_platform.layout import RAY_TRAIN_DIR
@@ -52,7 +53,7 @@ class LocalRunner(HostJobs):
         start_ray()
         worker, config = stage_worker(spec)
         stop, watcher = threading.Event(), None
-        if on_row and spec.probe is None:  # the loop's events come back on a queue (an actor of no CPU)
+        if on_row and spec.probe is None:  # the job's events come back on a queue (an actor of no CPU)
             from ray.util.queue import Queue
 
             config["events"] = Queue(actor_options={"num_cpus": 0})
@@ -101,7 +102,11 @@ def stage_worker(spec: JobSpec) -> tuple[Callable[[dict[str, Any]], None], dict[
         from jepa_platform.eval.run import probe_worker
 
         return probe_worker, {"settings": probe_settings(spec).model_dump(mode="json")}
-    from jepa_platform.runners.worker import train_worker
+    from jepa_platform.runners.worker import embed_worker, train_worker
+
+    if spec.embed is not None:
+        return embed_worker, {"settings": spec.embed.model_dump(mode="json"),
+                              "threads": spec.resources.cpus_per_worker}
 
     return train_worker, {"spec": spec.resolved()}
 
@@ -137,13 +142,20 @@ def torch_trainer(spec: JobSpec, worker: Callable[[dict[str, Any]], None], confi
 
 
 def stage_result(spec: JobSpec, error: str | None, resumed_from: int | None) -> RunResult:
-    """What a finished stage left: a probe's best results, or training's last metrics row and checkpoint."""
+    """What a finished stage left: a probe's best results, an embedding's counts, or training's last metrics
+    row and checkpoint."""
     if spec.probe is not None:
         results = probe_results(spec)
         best = results["results"][results["best"]] if results else {}
         return RunResult(spec.name, spec.job_dir, "FAILED" if error or not results else "SUCCEEDED",
                          spec.probe.epochs if results else 0, {**best, **(results or {}).get("groups", {})},
                          None, None, error or (None if results else "the probe wrote no results"))
+    if spec.embed is not None:
+        index = read_index(spec.embed.output) or {}
+        done = bool(index.get("complete"))
+        return RunResult(spec.name, spec.job_dir, "FAILED" if error or not done else "SUCCEEDED", int(done),
+                         {k: index[k] for k in ("videos", "written", "skipped", "shards", "dim") if k in index},
+                         None, None, error or (None if done else "the embedding did not finish"))
     rows = read_metrics(spec.layout.metrics)
     step, ckpt = latest_step(spec)
     return RunResult(

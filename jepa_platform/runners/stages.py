@@ -9,6 +9,7 @@ from typing import Any
 
 import fsspec
 
+from jepa_platform.embed.shards import read_index
 from jepa_platform.errors import ConfigError
 from jepa_platform.spec import JobSpec
 from jepa_platform.storage import join
@@ -43,9 +44,13 @@ def probe_results(spec: JobSpec) -> dict[str, Any] | None:
 
 def latest_step(spec: JobSpec) -> tuple[int | None, str | None]:
     """(step, checkpoint URL) of the job's newest checkpoint, or (None, None); a probe stage counts its
-    epochs, all of them once its results are written (probes are short: they rerun, not resume)."""
+    epochs, all of them once its results are written (probes are short: they rerun, not resume); an
+    embedding stage is 1 once complete."""
     if spec.probe is not None:
         return (spec.probe.epochs, None) if probe_results(spec) else (None, None)
+    if spec.embed is not None:  # finished, or not: an unfinished one keeps its shards and does the rest
+        index = read_index(spec.embed.output)
+        return (1, None) if index and index["complete"] else (None, None)
     store = CheckpointStore(spec.layout.checkpoints)
     url = store.latest()
     if url is None:

@@ -1,4 +1,5 @@
-"""The function each Ray Train worker runs: the plain-PyTorch training job, with rank, device and DDP."""
+"""The functions Ray Train workers run: the plain-PyTorch training job, with rank, device and DDP, and the
+embedding job (a probe's is `eval.run.probe_worker`)."""
 
 from __future__ import annotations
 
@@ -39,3 +40,24 @@ def train_worker(config: dict[str, Any]) -> None:
     events = config.get("events")
     run_training(spec, rank=ctx.get_world_rank(), world_size=world_size, device=device, wrap=wrap, report=report,
                  on_event=(lambda event: events.put(encode(event))) if events is not None else None)
+
+
+def embed_worker(config: dict[str, Any]) -> None:
+    """`config`: the stage's `EmbedSettings` as a dict, `threads` per worker on CPU, and `events`, a Ray queue
+    the runner follows (rank 0 puts a progress row on it after each round of shards)."""
+    import ray.train
+    import ray.train.torch
+    import torch
+
+    from jepa_platform.embed.run import run_embed
+    from jepa_platform.events import Row, encode
+    from jepa_platform.spec.embed import EmbedSettings
+
+    settings = EmbedSettings.model_validate(config["settings"])
+    ctx = ray.train.get_context()
+    device = ray.train.torch.get_device()
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, int(config.get("threads") or 1)))
+    events = config.get("events")
+    run_embed(settings, rank=ctx.get_world_rank(), world_size=ctx.get_world_size(), device=device,
+              on_progress=(lambda row: events.put(encode(Row(row)))) if events is not None else None)

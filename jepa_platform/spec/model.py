@@ -12,6 +12,7 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from jepa_platform.errors import EXIT_USAGE, JepaError
 from jepa_platform.layout import JobLayout
+from jepa_platform.spec.embed import EmbedSettings
 from jepa_platform.spec.monitor import MonitorConfig
 from jepa_platform.spec.optim import OptimConfig
 from jepa_platform.spec.probe import ProbeSettings, Strict
@@ -109,6 +110,12 @@ class ProbeSpec(ProbeSettings):
     defaults to this stage's folder."""
 
 
+class EmbedSpec(EmbedSettings):
+    """An embedding job run as this stage instead of training (what `jepa embed` runs). `checkpoint:
+    stage:NAME` embeds with an earlier stage's encoder; backbone and clip sizes default to that stage's;
+    `output` defaults to this stage's folder."""
+
+
 NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
@@ -141,6 +148,8 @@ class JobSpec(Strict):
     )
     cluster: ClusterSpec = ClusterSpec()
     probe: ProbeSpec | None = Field(None, description="Makes this job (stage) a frozen evaluation; see `jepa probe`.")
+    embed: EmbedSpec | None = Field(None, description="Makes this job (stage) write a frozen encoder's features "
+                                    "per video; see `jepa embed`.")
     kubernetes: dict[str, Any] | None = Field(
         None, description="Params of runner kubernetes, used whenever the job runs there (also with --target k8s): "
         "namespace, image, node pool profile, Secrets for storage credentials, RayJob lifetimes (see `jepa "
@@ -185,6 +194,14 @@ class JobSpec(Strict):
             v = {**v, "target": {**target, "params": deep_merge(v[section], params)}}
         return v
 
+    @model_validator(mode="after")
+    def _one_kind(self) -> JobSpec:
+        if self.probe is not None and self.embed is not None:
+            raise ValueError("probe and embed: a job (stage) is one of training, a probe or an embedding")
+        if self.embed is not None and self.embed.output is None:  # the stage's own folder
+            self.embed = self.embed.model_copy(update={"output": self.job_dir})
+        return self
+
     @field_validator("masks")
     @classmethod
     def _masks(cls, v: list[ComponentSpec]) -> list[ComponentSpec]:
@@ -203,8 +220,15 @@ class JobSpec(Strict):
 
     @property
     def length(self) -> int:
-        """Steps of a training stage; epochs of a probe stage."""
+        """Steps of a training stage; epochs of a probe stage; 1 for an embedding (done or not)."""
+        if self.embed is not None:
+            return 1
         return self.probe.epochs if self.probe is not None else self.optim.steps
+
+    @property
+    def trains(self) -> bool:
+        """Whether this job (stage) trains a model, rather than probing or embedding with a frozen one."""
+        return self.probe is None and self.embed is None
 
     @property
     def notes(self) -> list[str]:

@@ -37,12 +37,13 @@ def validate_component(family: str, choice: ComponentChoice) -> ComponentChoice:
     return ComponentChoice(kind=choice.kind, params=params)
 
 
-class ProbeSettings(Strict):
-    """A frozen evaluation: which encoder, which labelled data, which probes, how they train."""
+class EncoderSettings(Strict):
+    """A frozen encoder and the clips it sees: what probing (`ProbeSettings`) and embedding
+    (`spec.embed.EmbedSettings`) share, resolved from the checkpoint alike (`eval.settings.resolve_settings`)."""
 
     checkpoint: str | None = Field(
         None, description="Encoder weights, any fsspec URL (a jepa-platform job/checkpoints/step folder or state.pt, "
-        "or an official V-JEPA file); null or 'random' probes a randomly initialised encoder (a baseline)."
+        "or an official V-JEPA file); null or 'random' uses a randomly initialised encoder (a baseline)."
     )
     key: Literal["auto", "teacher", "student", "target_encoder", "encoder"] = Field(
         "auto", description="Which encoder of the checkpoint: auto = the teacher / target encoder when saved."
@@ -50,6 +51,38 @@ class ProbeSettings(Strict):
     backbone: ComponentChoice | None = Field(
         None, description="The encoder's architecture; default: the backbone of the job that wrote the checkpoint."
     )
+    frames: int | None = Field(None, ge=1, description="Frames per clip; default: the checkpoint job's, else 16.")
+    stride: int | None = Field(None, ge=1, description="Frame step; default: the checkpoint job's, else 4.")
+    resolution: int | None = Field(None, ge=1, description="Clip side in pixels; default: the job's, else 224.")
+    num_segments: int = Field(1, ge=1, description="Clips per video, one per equal temporal segment; their tokens "
+                              "are concatenated (8 for Kinetics-style tasks).")
+    image_frames: int | None = Field(None, ge=1, description="Frames an image is repeated to; default: the "
+                                     "encoder's tubelet size (a still clip of one tubelet).")
+    layers: list[int] | None = Field(None, description="Encoder layers whose tokens are concatenated along "
+                                     "channels (-1 = last); default: the encoder's output.")
+    batch_size: int = Field(16, ge=1, description="Videos per batch per worker.")
+    workers: int = Field(2, ge=0, description="DataLoader processes per worker.")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto = bf16 autocast on CUDA.")
+    seed: int = 0
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _checkpoint(cls, v: str | None) -> str | None:
+        return v if v == RANDOM else absolute_local(v)  # 'random' names no file
+
+    @field_validator("backbone")
+    @classmethod
+    def _backbone(cls, v: ComponentChoice | None) -> ComponentChoice | None:
+        return v if v is None else validate_component("backbones", v)
+
+    @property
+    def random_init(self) -> bool:
+        return self.checkpoint in (None, RANDOM)
+
+
+class ProbeSettings(EncoderSettings):
+    """A frozen evaluation: which encoder, which labelled data, which probes, how they train."""
+
     train: str = Field(description="Training set: `path label` CSV, JSONL, or a folder per class (videos or images).")
     val: str = Field(description="Validation set, in the same forms.")
     label_names: list[str] | None = Field(None, description="Class names by label; JSONL and folders carry their own.")
@@ -57,23 +90,12 @@ class ProbeSettings(Strict):
         None, description="Accuracy reported per named group of classes; default: motion/appearance on the "
         "synthetic dataset's classes."
     )
-    frames: int | None = Field(None, ge=1, description="Frames per clip; default: the checkpoint job's, else 16.")
-    stride: int | None = Field(None, ge=1, description="Frame step; default: the checkpoint job's, else 4.")
-    resolution: int | None = Field(None, ge=1, description="Clip side in pixels; default: the job's, else 224.")
-    num_segments: int = Field(1, ge=1, description="Clips per video, one per equal temporal segment; their tokens "
-                              "are concatenated before the probe (8 for Kinetics-style tasks).")
     num_views: int = Field(1, ge=1, description="Spatial crops along the long side at evaluation; predictions "
                            "are averaged.")
-    image_frames: int | None = Field(None, ge=1, description="Frames an image is repeated to; default: the "
-                                     "encoder's tubelet size (a still clip of one tubelet).")
-    layers: list[int] | None = Field(None, description="Encoder layers whose tokens are concatenated along "
-                                     "channels for the probe (-1 = last); default: the encoder's output.")
     probe: ComponentChoice = Field(default_factory=lambda: ComponentChoice(kind="attentive"))
     lrs: list[float] = Field([1e-3], min_length=1, description="Learning rates of the grid (AdamW, cosine to 0).")
     wds: list[float] = Field([0.01], min_length=1, description="Weight decays of the grid.")
     epochs: int = Field(20, ge=1)
-    batch_size: int = Field(16, ge=1, description="Videos per batch per worker.")
-    workers: int = Field(2, ge=0, description="DataLoader processes per worker.")
     augment: bool = Field(True, description="Random-resized-crop (scale 0.08-1) and flip on training clips.")
     hflip: bool | None = Field(None, description="Flip in the augmentation; default: on, except when class names "
                                "tell left from right ('move_left', SSv2's 'from left to right'), where a flipped "
@@ -81,14 +103,9 @@ class ProbeSettings(Strict):
     cache_features: bool = Field(False, description="Encode the validation set once (and the training set too "
                                  "when augment is off) and train on the stored tokens.")
     eval_every: int = Field(1, ge=1, description="Epochs between validations; the last epoch is always validated.")
-    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto = bf16 autocast on CUDA.")
-    seed: int = 0
     output: str | None = Field(None, description="Output folder, any fsspec URL; nothing is written when null.")
 
-    @field_validator("checkpoint", "train", "val", "output")
-    @classmethod
-    def _absolute(cls, v: str | None) -> str | None:
-        return v if v == RANDOM else absolute_local(v)  # 'random' names no file
+    _paths = field_validator("train", "val", "output")(classmethod(lambda cls, v: absolute_local(v)))
 
     @field_validator("lrs", "wds")
     @classmethod
@@ -102,21 +119,12 @@ class ProbeSettings(Strict):
     def _probe(cls, v: ComponentChoice) -> ComponentChoice:
         return validate_component("probes", v)
 
-    @field_validator("backbone")
-    @classmethod
-    def _backbone(cls, v: ComponentChoice | None) -> ComponentChoice | None:
-        return v if v is None else validate_component("backbones", v)
-
     @model_validator(mode="after")
     def _grid(self) -> ProbeSettings:
         pairs = [(lr, wd) for lr in self.lrs for wd in self.wds]
         if len(set(pairs)) != len(pairs):
             raise ValueError("lrs x wds: the grid repeats a pair; list each value once")
         return self
-
-    @property
-    def random_init(self) -> bool:
-        return self.checkpoint in (None, RANDOM)
 
     def grid(self) -> list[tuple[float, float]]:
         """(lr, wd) of every probe, learning rates outermost."""

@@ -106,7 +106,7 @@ def validate_one(raw: dict[str, Any], source: str, where: str = "") -> JobSpec:
 def cross_checks(spec: JobSpec) -> list[str]:
     """Constraints between fields: shapes that must divide, maskers that must build."""
     problems = []
-    if spec.data.dataset == "video" and not spec.data.train:
+    if spec.trains and spec.data.dataset == "video" and not spec.data.train:
         problems.append("data.train: a manifest or folder of videos is required by dataset 'video'")
     p = spec.backbone.params
     if "patch_size" in p and spec.data.resolution % p["patch_size"]:

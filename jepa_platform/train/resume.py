@@ -16,6 +16,8 @@ from typing import Any
 import fsspec
 import yaml
 
+from jepa_platform.embed.listing import Unreadable
+from jepa_platform.embed.shards import check_embed
 from jepa_platform.errors import ConfigError, TrainingError
 from jepa_platform.layout import JobLayout
 from jepa_platform.spec import JobSpec
@@ -99,7 +101,7 @@ def check_stages(job: JobSpec, stages: list[JobSpec], *, tolerate_unreachable: b
     for check in checks:
         check.name = job.name
     for i, (earlier, before) in enumerate(zip(stages, checks, strict=True)):
-        if earlier.probe is not None or (before.step is not None and before.step >= earlier.length):
+        if not earlier.trains or (before.step is not None and before.step >= earlier.length):
             continue  # complete: it will be skipped, and its checkpoint stays where it is
         folders = {earlier.job_dir.rstrip("/"), earlier.layout.checkpoints}
         for later, after in zip(stages[i + 1:], checks[i + 1:], strict=True):
@@ -117,6 +119,18 @@ def check_stages(job: JobSpec, stages: list[JobSpec], *, tolerate_unreachable: b
     return checks
 
 
+def check_embedding(check: ResumeCheck, spec: JobSpec, tolerate_unreachable: bool) -> ResumeCheck:
+    """An embedding stage keeps the shards an earlier run finished; it is refused (ConfigError) when its
+    output holds anything else (other settings, other videos, other files)."""
+    try:
+        check_embed(spec.embed)
+    except Unreadable as e:
+        if not tolerate_unreachable:
+            raise
+        check.unread = str(e)
+    return check
+
+
 def check_resume(spec: JobSpec, *, tolerate_unreachable: bool = False, where: str = "") -> ResumeCheck:
     """Compares `spec` with the run already in its folder. A probe stage reruns rather than resumes, so
     it is never refused. With `tolerate_unreachable`, a store that cannot be read (a cluster's bucket
@@ -125,6 +139,8 @@ def check_resume(spec: JobSpec, *, tolerate_unreachable: bool = False, where: st
     check = ResumeCheck(spec.job_dir, None)
     if spec.probe is not None:
         return check
+    if spec.embed is not None:
+        return check_embedding(check, spec, tolerate_unreachable)
     try:
         latest = CheckpointStore(spec.layout.checkpoints).latest()
         before = previous_spec(spec.job_dir) if latest else None
