@@ -1,7 +1,7 @@
 """jepa-platform: self-supervised video representation learning."""
 from jepa_platform.version import __version__
 
-__all__ = ["__version__", "load_encoder"]
+__all__ = ["__version__", "load_encoder", "read_embeddings"]
 
 
 def load_encoder(url: str, key: str = "auto", num_heads: int | None = None, pos_embed: str | None = None):
@@ -10,3 +10,11 @@ def load_encoder(url: str, key: str = "auto", num_heads: int | None = None, pos_
     from jepa_platform.weights.load import load_encoder as load
 
     return load(url, key, num_heads, pos_embed)
+
+
+def read_embeddings(url: str, tokens: bool = False, partial: bool = False):
+    """The embeddings folder at `url` (written by `jepa embed`) as numpy arrays: paths, labels, pooled vectors
+    and, with `tokens`, every token; see `jepa_platform.embed.shards.read_embeddings`."""
+    from jepa_platform.embed.shards import read_embeddings as read
+
+    return read(url, tokens, partial)

@@ -53,3 +53,19 @@ def test_vjepa2_vitl16_continues_from_the_released_vit_l_with_rope_at_256_px():
     assert spec.backbone.params["size"] == "large" and spec.backbone.params["pos_embed"] == "rope"
     assert spec.predictor.params["pos_embed"] == "rope" and spec.data.resolution == 256
     assert load_spec(EXAMPLES / "vjepa2-vitl16.yaml").init.checkpoint.startswith("https://dl.fbaipublicfiles.com/")
+
+
+def test_the_notebook_example_runs_whole_and_a_second_run_keeps_its_shards(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "JEPA_NOTEBOOK_DIR": str(tmp_path / "nb")}
+    env.pop("JEPA_CHECKPOINT", None)
+    env.pop("JEPA_VIDEOS", None)
+    script = Path(__file__).parent.parent / "examples" / "notebook_embeddings.py"
+    for kept in (0, 1):
+        done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert f"12 of 12 videos, 192-d, 0 skipped, {kept} shards kept" in done.stdout
+        assert "3-NN leave-one-out accuracy" in done.stdout

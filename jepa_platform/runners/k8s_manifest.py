@@ -181,12 +181,16 @@ def spec_from_rayjob(obj: dict[str, Any]) -> dict[str, Any]:
 
 # -- checks that only matter off this machine -------------------------------------------------------
 def remote_path_problems(spec: JobSpec) -> list[str]:
-    """Local paths a pod cannot read: the output root and every stage's data manifests must be URLs."""
+    """Local paths a pod cannot read: the output root, every stage's data manifests and an embedding's videos,
+    weights and output must be URLs."""
     fields = [("storage.output", spec.storage.output)]
     stages = list(enumerate(spec.pipeline())) if spec.stages else [(None, spec)]
     for i, s in stages:
         where = "" if i is None else f"stages[{i}]."
         fields += [(f"{where}data.train", s.data.train), (f"{where}data.val", s.data.val)]
+        if s.embed is not None:
+            fields += [(f"{where}embed.{name}", getattr(s.embed, name)) for name in ("data", "output", "checkpoint")
+                       if getattr(s.embed, name) != "random"]
     return [
         f"{field}: {url} is on this machine; pods on Kubernetes cannot read it: use an s3:// or gs:// URL"
         for field, url in dict(fields).items()

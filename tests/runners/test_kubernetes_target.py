@@ -364,6 +364,20 @@ def test_jobs_that_cannot_run_on_the_cluster_are_refused_with_every_reason(profi
         build_rayjob(job(gpus_per_worker=16), KubernetesSettings(image=IMAGE, profile="a100-80g"), profiles)
 
 
+def test_an_embedding_job_renders_a_valid_rayjob_and_its_local_paths_are_refused(profiles, rayjob_schema, tmp_path):
+    embed = {"checkpoint": "s3://bucket/vjepa2-vitl", "data": "s3://videos/all/", "output": "s3://bucket/feats"}
+    spec = validate_spec({"name": "feats", "data": {}, "embed": embed, "storage": {"output": "s3://bucket/runs"},
+                          "resources": {"workers": 4, "gpus_per_worker": 1}})
+    obj = build_rayjob(spec, KubernetesSettings(image=IMAGE, profile="a100-80g"), profiles)
+    assert crd_errors(rayjob_schema, obj) == []
+    assert spec_from_rayjob(obj)["embed"]["output"] == "s3://bucket/feats"
+    local = validate_spec({"name": "feats", "data": {}, "storage": {"output": "s3://bucket/runs"},
+                           "embed": {**embed, "data": str(tmp_path), "checkpoint": str(tmp_path / "w.pt")}})
+    with pytest.raises(ConfigError) as e:
+        build_rayjob(local, KubernetesSettings(image=IMAGE), profiles)
+    assert "embed.data" in str(e.value) and "embed.checkpoint" in str(e.value) and "embed.output" not in str(e.value)
+
+
 @pytest.mark.parametrize("deployment,job_status,state", [
     ("", "", "PENDING"), ("Initializing", "", "PENDING"), ("Running", "PENDING", "RUNNING"),
     ("Running", "RUNNING", "RUNNING"), ("Retrying", "FAILED", "RUNNING"), ("Complete", "SUCCEEDED", "SUCCEEDED"),

@@ -233,6 +233,24 @@ def test_a_job_trains_on_the_cluster_with_a_plugin_only_the_client_has(
 
 
 @slow
+def test_jepa_embed_runs_on_the_cluster_and_reports_progress_on_the_client(cluster, tmp_path, synthetic_dataset):
+    from typer.testing import CliRunner
+
+    from jepa_platform.cli import app
+    from jepa_platform.embed import read_embeddings
+
+    out = tmp_path / "features"
+    result = CliRunner().invoke(app, [
+        "embed", "random", "--data", str(synthetic_dataset), "--out", str(out), "--backbone", "vit",
+        "--backbone-params", "{size: tiny}", "--frames", "4", "--resolution", "32", "--shard-size", "4",
+        "--set", "workers=0", "--target", "ray", "--address", cluster.address])
+    assert result.exit_code == 0, result.output
+    assert "12/12 videos (shard 3/3)" in result.output  # the cluster job's rows, followed from here
+    assert "12 of 12 videos embedded (192-d, 3 parquet shards)" in result.output
+    assert read_embeddings(str(out)).vectors.shape == (12, 192)  # the cluster shares this machine's disk
+
+
+@slow
 def test_a_failing_job_fails_with_the_workers_own_message(cluster, tmp_path):
     (tmp_path / "bad.mp4").write_bytes(os.urandom(2000))
     manifest = tmp_path / "bad.csv"
