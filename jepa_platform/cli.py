@@ -249,7 +249,8 @@ class StageProgress:
     def on_stage(self, spec, event: str, step: int | None) -> None:
         self.name, self.total = spec.name, spec.length
         if event == "skipped":
-            self.say(f"{spec.name} already completed {step}/{spec.length} steps; skipped")
+            done = "is complete" if spec.embed is not None else f"already completed {step}/{spec.length} steps"
+            self.say(f"{spec.name} {done}; skipped")
             return
         if spec.embed is not None:
             self.total = None  # videos: known once the first shards are done
@@ -275,7 +276,7 @@ class StageProgress:
             return
         if self.progress and self.task is not None:
             self.progress.update(self.task, description=self.name)
-        if "of" in row:  # an embedding's progress: videos done of those listed
+        if "videos" in row:  # an embedding's progress: shards and videos done
             return self.on_videos(row)
         if row.get("collapse"):
             self.say(f"warning: {self.name} step {row['step']}: {row['collapse']}")
@@ -298,7 +299,7 @@ class StageProgress:
                                  loss="-")
         elif not self.progress:
             skipped = f", {row['skipped']} skipped" if row.get("skipped") else ""
-            self.say(f"{self.name}: {row['step']}/{row['of']} videos (shard {row['shards']}/{row['shards_of']}) "
+            self.say(f"{self.name}: {row['videos']}/{row['videos_of']} videos (shard {row['step']}/{row['of']}) "
                      f"{speed:.1f} videos/s{skipped}")
 
     def __exit__(self, *exc) -> bool:
@@ -435,7 +436,8 @@ def status(job: Annotated[str, typer.Argument(help="Job id or name.")], as_json:
     alarms = collapse_alarms(r)
     if as_json:
         return emit_json(r.__dict__ | {"spec": None, "collapse": alarms})
-    out.print(f"{r.id}: [bold]{r.status}[/] step {r.step or 0}/{r.steps} on {r.target}; outputs {r.job_dir}"
+    unit = "shard" if (r.spec or {}).get("embed") else "step"
+    out.print(f"{r.id}: [bold]{r.status}[/] {unit} {r.step or 0}/{r.steps} on {r.target}; outputs {r.job_dir}"
               + (f"\nerror: {r.error}" if r.error else ""), highlight=False)
     sys.stdout.flush()  # the status line first, then its warnings (stderr is not buffered)
     for stage, alarm in alarms.items():

@@ -82,8 +82,8 @@ def run_embed(
 ) -> EmbedReport:
     """Embeds every listed video into `settings.output` (required here), skipping finished shards.
 
-    Rank 0 writes the index and calls `on_progress` after each round of shards with
-    `{"step": videos done, "of": videos listed, "shards", "shards_of", "skipped", "clips_per_s"}` and, when
+    Rank 0 writes the index and calls `on_progress` after each round of shards with `{"step": shards done,
+    "of": shards, "videos": videos done, "videos_of": videos listed, "skipped", "clips_per_s"}` and, when
     the round skipped videos, `"skipped_videos"`: each one's path and reason.
     Several workers need a torch.distributed process group (Ray Train makes one).
     """
@@ -127,9 +127,9 @@ def run_embed(
             finished = done_shards(settings.output)
             new = [s for k in sorted(finished) if k not in reported for s in finished[k]["skipped"]]
             reported |= finished.keys()
-            row = {"step": sum(len(m["paths"]) + len(m["skipped"]) for m in finished.values()),
-                   "of": len(videos.paths), "shards": len(finished), "shards_of": shards,
-                   "skipped": sum(len(m["skipped"]) for m in finished.values()),
+            row = {"step": len(finished), "of": shards,
+                   "videos": sum(len(m["paths"]) + len(m["skipped"]) for m in finished.values()),
+                   "videos_of": len(videos.paths), "skipped": sum(len(m["skipped"]) for m in finished.values()),
                    "clips_per_s": float(totals.sum()) / max(time.perf_counter() - began, 1e-9),
                    "round_s": time.perf_counter() - tick}
             if new:

@@ -60,7 +60,8 @@ def submit(
     runner = runner_for(target, target_params(spec, target, params))
     stages = select_stages(spec, stage)
     remote = not isinstance(runner, HostJobs)  # a cluster's store may be out of reach from here
-    for s, check in zip(stages, check_stages(spec, stages, tolerate_unreachable=remote), strict=True):
+    checks = check_stages(spec, stages, tolerate_unreachable=remote)
+    for s, check in zip(stages, checks, strict=True):
         check.raise_if_refused()  # (a remote driver checks again where it runs)
         if on_check:
             on_check(s, check)
@@ -68,7 +69,7 @@ def submit(
         runner.prepare(spec)
     record = store.save(
         JobRecord(store.new_id(spec.name), spec.name, target, spec.job_dir, spec=travelling(spec),
-                  steps=sum(s.length for s in stages), stage=stage)
+                  steps=sum(c.length or s.length for s, c in zip(stages, checks, strict=True)), stage=stage)
     )
     return runner.run_record(spec, record, store, wait=wait, on_row=on_row, on_stage=on_stage, on_line=on_line)
 

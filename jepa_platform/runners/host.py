@@ -60,8 +60,9 @@ class HostJobs:
             try:
                 results = run_stages(spec, self, stage=record.stage, on_row=log_row, on_stage=log_stage)
             except KeyboardInterrupt:  # Ctrl-C: the checkpoints stay, and submitting again resumes from them
+                unit = "shard" if spec.embed is not None else "step"
                 store.update(record.id, status="CANCELLED", step=last["step"],
-                             error=f"interrupted at step {last['step'] or 0}; submitting again resumes")
+                             error=f"interrupted at {unit} {last['step'] or 0}; submitting again resumes")
                 raise
             except BaseException as e:
                 store.update(record.id, status="FAILED", error=str(e) or type(e).__name__)

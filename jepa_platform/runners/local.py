@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from jepa_platform.embed.shards import read_index
+from jepa_platform.embed.shards import done_shards, read_index
 from jepa_platform.errors import JepaError, TrainingError
 from jepa_platform.events import EventReader, Row
 from jepa_platform.layout import RAY_TRAIN_DIR
@@ -153,7 +153,8 @@ def stage_result(spec: JobSpec, error: str | None, resumed_from: int | None) -> 
     if spec.embed is not None:
         index = read_index(spec.embed.output) or {}
         done = bool(index.get("complete"))
-        return RunResult(spec.name, spec.job_dir, "FAILED" if error or not done else "SUCCEEDED", int(done),
+        return RunResult(spec.name, spec.job_dir, "FAILED" if error or not done else "SUCCEEDED",
+                         len(done_shards(spec.embed.output)),
                          {k: index[k] for k in ("videos", "written", "skipped", "shards", "dim") if k in index},
                          None, None, error or (None if done else "the embedding did not finish"))
     rows = read_metrics(spec.layout.metrics)

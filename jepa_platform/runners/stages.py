@@ -45,12 +45,12 @@ def probe_results(spec: JobSpec) -> dict[str, Any] | None:
 def latest_step(spec: JobSpec) -> tuple[int | None, str | None]:
     """(step, checkpoint URL) of the job's newest checkpoint, or (None, None); a probe stage counts its
     epochs, all of them once its results are written (probes are short: they rerun, not resume); an
-    embedding stage is 1 once complete."""
+    embedding stage counts its shards once complete (its `length` is 1: done or not)."""
     if spec.probe is not None:
         return (spec.probe.epochs, None) if probe_results(spec) else (None, None)
     if spec.embed is not None:  # finished, or not: an unfinished one keeps its shards and does the rest
         index = read_index(spec.embed.output)
-        return (1, None) if index and index["complete"] else (None, None)
+        return (index["shards"], None) if index and index["complete"] else (None, None)
     store = CheckpointStore(spec.layout.checkpoints)
     url = store.latest()
     if url is None:

@@ -17,7 +17,7 @@ import fsspec
 import yaml
 
 from jepa_platform.embed.listing import Unreadable
-from jepa_platform.embed.shards import check_embed
+from jepa_platform.embed.shards import check_embed, done_shards
 from jepa_platform.errors import ConfigError, TrainingError
 from jepa_platform.layout import JobLayout
 from jepa_platform.spec import JobSpec
@@ -52,6 +52,7 @@ class ResumeCheck:
     notes: list[str] = field(default_factory=list)  # allowed changes, and what they do
     unread: str | None = None  # why the previous spec could not be read (a remote store out of reach)
     name: str = ""  # the job's name, for the suggested new one (a pipeline's, not its stage's)
+    length: int | None = None  # steps, where the data decides them: an embedding's shards
 
     def raise_if_refused(self) -> None:
         if self.refused:
@@ -123,7 +124,9 @@ def check_embedding(check: ResumeCheck, spec: JobSpec, tolerate_unreachable: boo
     """An embedding stage keeps the shards an earlier run finished; it is refused (ConfigError) when its
     output holds anything else (other settings, other videos, other files)."""
     try:
-        check_embed(spec.embed)
+        videos = check_embed(spec.embed)
+        check.length = videos.num_shards(spec.embed.shard_size)
+        check.step = len(done_shards(spec.embed.output)) or None
     except Unreadable as e:
         if not tolerate_unreachable:
             raise

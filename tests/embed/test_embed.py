@@ -100,7 +100,7 @@ def test_an_interrupted_job_keeps_its_finished_shards_and_ends_with_the_same_emb
     whole = run_embed(settings(hf_folder, synthetic_dataset, tmp_path / "whole"))
 
     def stop_after_the_first_shard(row):
-        if row["shards"] == 1:
+        if row["step"] == 1:  # shards done
             raise KeyboardInterrupt
 
     cut = settings(hf_folder, synthetic_dataset, tmp_path / "cut")
@@ -118,7 +118,8 @@ def test_an_interrupted_job_keeps_its_finished_shards_and_ends_with_the_same_emb
     again = run_embed(cut, on_progress=rows.append)
     assert again.resumed_shards == 1 and again.written == whole.written == 12
     assert (tmp_path / "cut" / "shard-00000.parquet").read_bytes() == first  # kept, not redone
-    assert [r["step"] for r in rows] == [10, 12] and rows[-1]["of"] == 12
+    assert [(r["step"], r["videos"]) for r in rows] == [(2, 10), (3, 12)]
+    assert (rows[-1]["of"], rows[-1]["videos_of"]) == (3, 12)
     np.testing.assert_array_equal(read_embeddings(str(tmp_path / "cut")).vectors,
                                   read_embeddings(str(tmp_path / "whole")).vectors)
     index = json.loads((tmp_path / "cut" / INDEX_FILE).read_text())
