@@ -17,7 +17,14 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 
 from jepa_platform.embed.listing import VideoList
-from jepa_platform.embed.shards import ShardWriter, check_embed, done_shards, read_index, write_index
+from jepa_platform.embed.shards import (
+    ShardWriter,
+    check_embed,
+    done_shards,
+    pinned_weights,
+    read_index,
+    write_index,
+)
 from jepa_platform.errors import JepaError
 from jepa_platform.eval.data import LabelledItem, LabelledSet, ProbeDataset
 from jepa_platform.eval.features import FrozenEncoder, build_encoder
@@ -91,10 +98,11 @@ def run_embed(
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     fingerprint = settings.fingerprint()  # as given: a rerun is recognised before the checkpoint is read
     videos = check_embed(settings)
+    weights = pinned_weights(settings)
     shards = videos.num_shards(settings.shard_size)
     if rank == 0:
         index = read_index(settings.output)
-        write_index(settings.output, fingerprint, videos, settings.shard_size, settings.format,
+        write_index(settings.output, fingerprint, videos, settings.shard_size, settings.format, weights,
                     **{k: index[k] for k in ("dim", "token_shape") if index and k in index})
     done = done_shards(settings.output)
     todo = [k for k in range(shards) if k not in done]  # dealt out evenly, whichever are left
@@ -144,7 +152,7 @@ def run_embed(
     token_shape = next((m["token_shape"] for m in markers if m["token_shape"]), None)
     dim = dim or encoder.embed_dim
     if rank == 0:
-        write_index(settings.output, fingerprint, videos, settings.shard_size, settings.format,
+        write_index(settings.output, fingerprint, videos, settings.shard_size, settings.format, weights,
                     complete=len(finished) == shards, dim=dim, token_shape=token_shape, written=written,
                     skipped=len(skipped))
     encoder.verify_unchanged()

@@ -26,6 +26,7 @@ from jepa_platform.errors import ConfigError, DataError
 from jepa_platform.layout import RAY_TRAIN_DIR, SPEC_FILE
 from jepa_platform.spec.embed import EmbedSettings
 from jepa_platform.storage import file_atomic, join, write_bytes_atomic
+from jepa_platform.weights.load import weights_file
 
 __all__ = ["INDEX_FILE", "Embeddings", "ShardWriter", "check_embed", "check_output", "done_shards", "read_embeddings",
            "read_index", "shard_name", "write_index"]
@@ -51,9 +52,11 @@ def read_index(output: str) -> dict[str, Any] | None:
     return read_json(join(output, INDEX_FILE))
 
 
-def check_output(output: str, fingerprint: dict[str, Any], videos: VideoList) -> dict[str, Any] | None:
+def check_output(output: str, fingerprint: dict[str, Any], videos: VideoList, weights: str | None = None
+                 ) -> dict[str, Any] | None:
     """Refuses (ConfigError) an output that holds anything but these embeddings: other settings, another
-    listing of videos, or files that are not embeddings. Returns its index when it holds these (to resume)."""
+    listing of videos, other weights, or files that are not embeddings. Returns its index when it holds
+    these (to resume)."""
     try:
         fs, path = fsspec.core.url_to_fs(output)
         index = read_index(output)
@@ -76,6 +79,10 @@ def check_output(output: str, fingerprint: dict[str, Any], videos: VideoList) ->
     if changed:
         raise ConfigError(f"output {output} holds embeddings made with other settings (" + "; ".join(changed)
                           + "); give another output, or the same settings to resume it")
+    if index.get("weights") != weights:
+        raise ConfigError(f"output {output} holds embeddings made with the weights in {index.get('weights')}; "
+                          f"{fingerprint['checkpoint']} now gives {weights} (it trained on since): give another "
+                          f"output")
     if index["listing"] != videos.digest():
         raise ConfigError(f"output {output} holds embeddings of another list of videos ({index['videos']} videos "
                           f"there, {len(videos.paths)} in {videos.source} now); give another output")
@@ -88,8 +95,24 @@ def check_embed(settings: EmbedSettings) -> VideoList:
     if settings.output is None:
         raise ConfigError("embed: output is not set (a folder or URL to write the embeddings to)")
     videos = list_videos(settings.data)
-    check_output(settings.output, settings.fingerprint(), videos)
+    check_output(settings.output, settings.fingerprint(), videos, pinned_weights(settings))
     return videos
+
+
+def pinned_weights(settings: EmbedSettings) -> str | None:
+    """The one file the encoder's weights come from (a run's folder names its newest checkpoint), pinned in
+    the index: a run that trained on since gives other features under the same `checkpoint`."""
+    if settings.random_init:
+        return None
+    file = weights_file(settings.checkpoint)
+    try:
+        fs, path = fsspec.core.url_to_fs(file)
+        found = fs.exists(path)
+    except Exception as e:  # noqa: BLE001 - any filesystem's failure to reach the store
+        raise Unreadable(f"checkpoint {settings.checkpoint} cannot be read ({type(e).__name__}: {e})") from None
+    if not found:
+        raise ConfigError(f"checkpoint {settings.checkpoint}: no such file or folder")
+    return file
 
 
 def check_writable(output: str) -> None:
@@ -106,8 +129,9 @@ def check_writable(output: str) -> None:
 
 
 def write_index(output: str, fingerprint: dict[str, Any], videos: VideoList, shard_size: int, fmt: str,
-                **state: Any) -> None:
-    index = {"format_version": FORMAT_VERSION, "format": fmt, "settings": fingerprint, "source": videos.source,
+                weights: str | None, **state: Any) -> None:
+    index = {"format_version": FORMAT_VERSION, "format": fmt, "settings": fingerprint, "weights": weights,
+             "source": videos.source,
              "videos": len(videos.paths), "listing": videos.digest(), "shard_size": shard_size,
              "shards": videos.num_shards(shard_size), "complete": False, **state}
     try:

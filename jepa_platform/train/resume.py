@@ -17,7 +17,7 @@ import fsspec
 import yaml
 
 from jepa_platform.embed.listing import Unreadable
-from jepa_platform.embed.shards import check_embed, done_shards
+from jepa_platform.embed.shards import check_embed, done_shards, read_index
 from jepa_platform.errors import ConfigError, TrainingError
 from jepa_platform.layout import JobLayout
 from jepa_platform.spec import JobSpec
@@ -106,6 +106,9 @@ def check_stages(job: JobSpec, stages: list[JobSpec], *, tolerate_unreachable: b
             continue  # complete: it will be skipped, and its checkpoint stays where it is
         folders = {earlier.job_dir.rstrip("/"), earlier.layout.checkpoints}
         for later, after in zip(stages[i + 1:], checks[i + 1:], strict=True):
+            if later.embed is not None:
+                after.refused += moved_embedding(earlier, before, later, folders, where.get(later.name, ""))
+                continue
             source = later.teacher.params.get("checkpoint")
             if (isinstance(source, str) and source.rstrip("/") in folders and after.step is not None
                     and not later.teacher.params.get("follow_checkpoint") and not after.refused
@@ -118,6 +121,20 @@ def check_stages(job: JobSpec, stages: list[JobSpec], *, tolerate_unreachable: b
                     f"teacher"
                 )
     return checks
+
+
+def moved_embedding(earlier: JobSpec, before: ResumeCheck, later: JobSpec, folders: set[str], where: str
+                    ) -> list[str]:
+    """An embedding stage that holds features of `earlier`'s weights, which are about to train on."""
+    source = later.embed.checkpoint
+    if not isinstance(source, str) or source.rstrip("/") not in folders:
+        return []
+    index = read_index(later.embed.output)
+    if not index:
+        return []
+    return [f"{where}embed.checkpoint: stage {earlier.name} trains on from step {before.step or 0} to "
+            f"{earlier.length}, but stage {later.name} holds embeddings of {index.get('weights')}; give "
+            f"{where}embed.output another folder to embed the new weights, or keep stage {earlier.name}'s length"]
 
 
 def check_embedding(check: ResumeCheck, spec: JobSpec, tolerate_unreachable: bool) -> ResumeCheck:

@@ -178,6 +178,8 @@ def test_bad_inputs_get_one_line_and_exit_2(hf_folder, synthetic_dataset, tmp_pa
         runner.invoke(app, ["embed", str(hf_folder), "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]))
     assert "no such file or folder" in one_error_line(
         runner.invoke(app, ["embed", str(hf_folder), "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]))
+    assert "checkpoint" in one_error_line(runner.invoke(app, ["embed", str(tmp_path / "nope.pt"), "--data",
+                                                              str(synthetic_dataset), "--out", str(tmp_path / "o")]))
     (tmp_path / "afile").write_text("x")
     assert "cannot be written (Not a directory)" in one_error_line(
         runner.invoke(app, [*base, "--out", str(tmp_path / "afile" / "out")]))

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from jepa_platform.cli import app
 from jepa_platform.embed import read_embeddings, run_embed
 from jepa_platform.embed.shards import done_shards
+from jepa_platform.errors import ConfigError
 from jepa_platform.runners import run_stages, session_members
 from jepa_platform.runners.local import RunResult, latest_step
 from jepa_platform.spec import validate_spec
@@ -120,7 +121,7 @@ def test_an_embed_stage_embeds_with_the_encoder_an_earlier_stage_trained(tmp_pat
             return RunResult(spec.name, spec.job_dir, "SUCCEEDED", row["step"], row, latest_step(spec)[1])
 
     tiny = {"size": "custom", "embed_dim": 48, "depth": 2, "num_heads": 3, "patch_size": 16}
-    spec = validate_spec({
+    raw = {
         "name": "adapt",
         "backbone": {"kind": "vit", "params": tiny},
         "predictor": {"kind": "vit_predictor", "params": {"embed_dim": 32, "depth": 1, "num_heads": 2}},
@@ -130,7 +131,8 @@ def test_an_embed_stage_embeds_with_the_encoder_an_earlier_stage_trained(tmp_pat
         "stages": [{"name": "pretrain"},
                    {"name": "features", "embed": {"checkpoint": "stage:pretrain", "data": str(synthetic_dataset),
                                                   "workers": 0, "shard_size": 5}}],
-    })
+    }
+    spec = validate_spec(raw)
     stage = spec.pipeline()[1]
     assert stage.embed.output == str(tmp_path / "runs" / "adapt" / "features") and not stage.trains
     first = InProcessRunner()
@@ -150,3 +152,11 @@ def test_an_embed_stage_embeds_with_the_encoder_an_earlier_stage_trained(tmp_pat
     again = InProcessRunner()
     run_stages(spec, again)
     assert again.ran == []  # both complete: skipped
+
+    # Pretraining on would leave embeddings of the old weights behind: refused before it trains.
+    longer = validate_spec(raw | {"stages": [{"name": "pretrain", "optim": {"steps": 3}}, raw["stages"][1]]})
+    with pytest.raises(ConfigError, match=r"stages\[1\].embed.checkpoint: stage pretrain trains on from step 2 to 3"):
+        run_stages(longer, InProcessRunner())
+    run_stages(longer, InProcessRunner(), stage="pretrain")  # trained on alone, the embeddings left as they were
+    with pytest.raises(ConfigError, match="step_00000002/state.pt; .* now gives .*step_00000003/state.pt"):
+        run_stages(longer, InProcessRunner())
