@@ -61,16 +61,15 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and t
 
 
 def load(spec: Path, overrides: list[str] | None):
-    """The validated spec; its notes for the writer go to stderr."""
-    from jepa_platform.data.manifest import check_labelled
+    """The validated spec, checked for what would fail at its first batch (`preflight`); its notes for the
+    writer go to stderr."""
     from jepa_platform.spec import load_spec
+    from jepa_platform.train.preflight import preflight
 
     job = load_spec(spec, overrides or [])
     for note in job.notes:
         err.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
-    for stage in job.pipeline():
-        if stage.data.val:
-            check_labelled(stage.data.val, f"{stage.name}: data.val" if job.stages else "data.val")
+    preflight(job, str(spec))
     return job
 
 

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -11,6 +12,7 @@ runner = CliRunner()
 
 
 def spec_file(tmp_path, **changes):
+    (tmp_path / "train.csv").touch()  # a local manifest must exist to validate (its videos are read when it runs)
     raw = {"name": "cli-job", "data": {"train": str(tmp_path / "train.csv")}, **changes}
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -195,3 +197,47 @@ def test_an_unlabelled_val_set_is_refused_at_validation_naming_the_field(tmp_pat
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "data.val: every video of" in result.stderr and "same label" in result.stderr
     assert runner.invoke(app, ["validate", str(spec_file(tmp_path)), f"data.val={synthetic_dataset}"]).exit_code == 0
+
+
+def one_line(result, code=2):
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) <= 2 and lines[0].startswith("error:"), result.stderr  # a spec's "is invalid:" + its line
+    return result.stderr
+
+
+@pytest.mark.parametrize("content,expected", [
+    (bytes(range(256)) * 2, "is not UTF-8 text"),
+    (b"\x1f\x8b\x08\x00" + bytes(40), "is gzip-compressed"),
+    ("name: caf\u00e9\n".encode("latin-1"), "is not UTF-8 text"),
+    (b"name: a\x00\n", "is binary"),
+    (b"a: " + b"[" * 5000 + b"]" * 5000, "nested too deeply"),
+    (b"name: a\nname: b\ndata: {train: x}\n", "line 2, column 1: not valid YAML: key 'name' is given twice"),
+    (b"name: [a\n", "line 2, column 1: not valid YAML"),
+])
+def test_a_spec_file_that_is_not_one_gets_one_line_and_exit_2(tmp_path, content, expected):
+    (tmp_path / "bad.yaml").write_bytes(content)
+    assert expected in one_line(runner.invoke(app, ["validate", str(tmp_path / "bad.yaml")]))
+
+
+def test_a_folder_given_as_the_spec_and_overrides_into_values_get_one_line(tmp_path):
+    (tmp_path / "spec.yaml").mkdir()
+    assert "is a folder" in one_line(runner.invoke(app, ["validate", str(tmp_path / "spec.yaml")]))
+    (tmp_path / "x").mkdir()
+    spec = spec_file(tmp_path / "x")
+    assert "optim.steps" in one_line(runner.invoke(app, ["validate", str(spec), "optim.steps.x=1"]))
+    assert "name is a value" in one_line(runner.invoke(app, ["validate", str(spec), "name[0]=x"]))
+    assert "optim.lr: Input should be a finite number" in one_line(
+        runner.invoke(app, ["validate", str(spec), "optim.lr=inf"]))
+    assert "monitor.collapse.std_floor: Input should be a finite number" in one_line(
+        runner.invoke(app, ["validate", str(spec), "monitor.collapse.std_floor=nan"]))
+
+
+def test_what_would_fail_at_the_first_batch_is_refused_by_validate(tmp_path):
+    spec = spec_file(tmp_path)
+    result = runner.invoke(app, ["validate", str(spec), f"data.train={tmp_path / 'nothere.csv'}"])
+    assert f"data.train: no such file or folder: {tmp_path / 'nothere.csv'}" in one_line(result)
+    whole = "masks=[{kind: multiblock, params: {num_blocks: 4, spatial_scale: [1.0, 1.0], aspect_ratio: [1.0, 1.0]}}]"
+    result = runner.invoke(app, ["validate", str(spec), whole, "data.resolution=64", "data.frames=4"])
+    assert "masks[0].params:" in one_line(result) and "leaving no context" in result.stderr

@@ -22,7 +22,7 @@ class PluginError(JepaError):
 class Params(BaseModel):
     """Base of a component's params model: an unknown field is an error naming it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class NoParams(Params):

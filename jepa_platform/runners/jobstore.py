@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -15,7 +16,7 @@ from typing import Any
 
 import platformdirs
 
-from jepa_platform.errors import NotFound
+from jepa_platform.errors import EXIT_USAGE, JepaError, NotFound
 
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
 
@@ -57,6 +58,22 @@ def new_job_id(name: str) -> str:
     return f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
 
 
+REF = re.compile(r"^[a-z0-9][a-z0-9-]{0,127}$")  # a job's name or id (NAME-YYYYmmdd-HHMMSS-xxxx)
+
+
+def checked_ref(ref: str) -> str:
+    """`ref` when it can name a job; a name that could reach outside the store (`../x`, `a/b`) names none."""
+    if not isinstance(ref, str) or not REF.match(ref):
+        raise JobNotFound(f"no job {ref!r} (job names are lowercase letters, digits and '-'; see `jepa list`)")
+    return ref
+
+
+class CorruptRecord(JepaError):
+    """A job record that is not one (a truncated or edited file)."""
+
+    exit_code = EXIT_USAGE
+
+
 class JobStore:
     def __init__(self, root: Path | None = None):
         self.root = root or jobs_home()
@@ -65,10 +82,10 @@ class JobStore:
         return new_job_id(name)
 
     def path(self, job_id: str) -> Path:
-        return self.root / f"{job_id}.json"
+        return self.root / f"{checked_ref(job_id)}.json"
 
     def log_path(self, job_id: str) -> Path:
-        return self.root / f"{job_id}.log"
+        return self.root / f"{checked_ref(job_id)}.log"
 
     def save(self, record: JobRecord) -> JobRecord:
         tmp = self.path(record.id).with_suffix(".json.tmp")
@@ -95,8 +112,13 @@ class JobStore:
 
     def get(self, ref: str) -> JobRecord:
         """A job by id, or the newest job with that name."""
-        if self.path(ref).exists():
-            return JobRecord(**json.loads(self.path(ref).read_text()))
+        path = self.path(ref)
+        if path.exists():
+            try:
+                return JobRecord(**json.loads(path.read_text()))
+            except (ValueError, TypeError) as e:  # not JSON, not UTF-8, not a record's fields
+                raise CorruptRecord(f"job record {path} cannot be read ({type(e).__name__}: {e}); delete it to "
+                                    f"forget the job (its outputs stay where they are)") from None
         named = [r for r in self.all() if r.name == ref]
         if not named:
             raise JobNotFound(f"no job {ref!r} (see `jepa list`)")

@@ -95,14 +95,62 @@ def shadowed_overrides(raw: dict[str, Any], overrides: list[str]) -> list[str]:
     return notes
 
 
-def read_yaml(url: str) -> dict[str, Any]:
+class UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (plain YAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (first on line {seen[key].start_mark.line + 1})",
+                    key_node.start_mark)
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
+
+
+MAX_SPEC_BYTES = 10 * 2**20  # a spec is a page of YAML; more is not one
+
+
+def read_text(url: str) -> str:
+    """The spec file's text; a folder, a file too large, gzip, binary or not UTF-8 is a SpecError naming it."""
     try:
-        with fsspec.open(url, "r") as f:
-            raw = yaml.safe_load(f)
+        with fsspec.open(url, "rb") as f:
+            data = f.read(MAX_SPEC_BYTES + 1)
     except FileNotFoundError:
         raise SpecError(f"{url}: no such spec file") from None
+    except IsADirectoryError:
+        raise SpecError(f"{url}: is a folder; give the spec's YAML file") from None
+    except OSError as e:
+        raise SpecError(f"{url}: cannot be read ({e.strerror or type(e).__name__})") from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise SpecError(f"{url}: over {MAX_SPEC_BYTES // 2**20} MiB; not a spec file")
+    if data[:2] == b"\x1f\x8b":
+        raise SpecError(f"{url}: is gzip-compressed; give the YAML itself")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SpecError(f"{url}: is not UTF-8 text (byte {e.start}); a spec is a YAML file") from None
+    if "\x00" in text:
+        raise SpecError(f"{url}: is binary, not a YAML file")
+    return text
+
+
+def read_yaml(url: str) -> dict[str, Any]:
+    """The spec file as a mapping; anything else (binary, gzip, not UTF-8, a folder, absurdly nested YAML, a
+    key given twice) is one SpecError naming the file and the problem."""
+    text = read_text(url)
+    try:
+        raw = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+    except yaml.MarkedYAMLError as e:  # one line: where, and what
+        mark = e.problem_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SpecError(f"{url}{where}: not valid YAML: {e.problem or e.context}") from None
     except yaml.YAMLError as e:
         raise SpecError(f"{url}: not valid YAML: {e}") from None
+    except RecursionError:
+        raise SpecError(f"{url}: nested too deeply to be a spec") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

@@ -12,7 +12,7 @@ class CollapseRules(BaseModel):
     """When a run is called collapsed. A rule fires when it holds on `patience` health checks in a row; the
     alarm then warns once (log, terminal, `jepa status`) and, with `stop`, ends the run."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     rank_fraction: float = Field(
         0.2, ge=0, le=1, description="A watched RankMe below this fraction of its value at the run's first check; "
@@ -34,7 +34,7 @@ class CollapseRules(BaseModel):
 class MonitorConfig(BaseModel):
     """Health metrics, measured every `every` steps on (part of) the step's own batch and masks."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     every: int = Field(50, ge=0, description="Steps between health checks (and the first step); 0 turns them and "
                        "the alarm off.")

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 class OptimConfig(BaseModel):
     """How a run optimises: steps, batch, AdamW, schedules (stretched by `schedule_scale`), precision."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     steps: int = Field(300, ge=1, description="Optimiser steps of the run.")
     batch_size: int = Field(8, ge=1, description="Clips per worker per step.")

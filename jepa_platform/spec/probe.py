@@ -15,7 +15,7 @@ RANDOM = "random"
 class Strict(BaseModel):
     """A model that refuses fields it does not know (the spec's models are all strict)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ComponentChoice(Strict):
