@@ -275,10 +275,9 @@ class StageProgress:
             return
         if self.progress and self.task is not None:
             self.progress.update(self.task, description=self.name)
+        self.warnings(row)
         if "videos" in row:  # an embedding's progress: shards and videos done
             return self.on_videos(row)
-        if row.get("collapse"):
-            self.say(f"warning: {self.name} step {row['step']}: {row['collapse']}")
         loss, speed = row.get("loss"), row.get("clips_per_s") or 0.0
         if self.progress and self.task is not None:
             rank = {"rank": f"{row['rankme_targets']:.1f}"} if row.get("rankme_targets") else {}
@@ -289,15 +288,20 @@ class StageProgress:
             self.say(f"{self.name} step {row['step']}/{self.total} loss {loss:.4f} {speed:.1f} clips/s{health}"
                      if loss is not None else f"{self.name} step {row['step']}/{self.total}")
 
+    def warnings(self, row: dict[str, Any]) -> None:
+        """What a row says that needs saying: videos skipped (each with why; the job goes on), a collapse."""
+        if row.get("skipped"):
+            self.say(f"warning: {self.name} skipped videos that could not be read: {row['skipped']}")
+        if row.get("collapse"):
+            self.say(f"warning: {self.name} step {row['step']}: {row['collapse']}")
+
     def on_videos(self, row: dict[str, Any]) -> None:
-        if row.get("skipped_videos"):
-            self.say(f"warning: {self.name} skipped videos that could not be read: {row['skipped_videos']}")
         speed = row.get("clips_per_s") or 0.0
         if self.progress and self.task is not None:
             self.progress.update(self.task, completed=row["step"], total=row["of"], speed=f"{speed:.1f}",
                                  loss="-")
         elif not self.progress:
-            skipped = f", {row['skipped']} skipped" if row.get("skipped") else ""
+            skipped = f", {row['skipped_videos']} skipped" if row.get("skipped_videos") else ""
             self.say(f"{self.name}: {row['videos']}/{row['videos_of']} videos (shard {row['step']}/{row['of']}) "
                      f"{speed:.1f} videos/s{skipped}")
 

@@ -26,9 +26,11 @@ class BadVideoWarning(UserWarning):
 class VideoDataset(Dataset):
     """Clips of the videos listed by ``source`` (a manifest file or a directory, any fsspec URL).
 
-    Item ``i`` is ``{"clip", "label", "index"}``: ``clip`` is float ``[C, T, H, W]``, or
-    ``[num_clips, C, T, H, W]`` when ``num_clips > 1``; ``label`` and ``index`` are those of the
-    video the clip came from. All randomness of an item comes from a generator seeded by
+    Item ``i`` is ``{"clip", "label", "index", "bad_reads", "skipped"}``: ``clip`` is float
+    ``[C, T, H, W]``, or ``[num_clips, C, T, H, W]`` when ``num_clips > 1``; ``label`` and ``index``
+    are those of the video the clip came from; ``bad_reads`` counts the unreadable videos tried before
+    it, and ``skipped`` names (one per line, with why) those that failed for the first time in this
+    process, for the run to report. All randomness of an item comes from a generator seeded by
     ``(seed, epoch, index, attempt)``, so items do not depend on the DataLoader's worker count
     or on what was read before, and a resumed run sees the same clips (call :meth:`set_epoch`).
 
@@ -88,6 +90,7 @@ class VideoDataset(Dataset):
             raise IndexError(f"index {index} out of range for {len(self.entries)} videos")
         current = index
         attempt = 0
+        skipped: list[str] = []  # first failures of videos, with why
         while True:
             generator = self._generator(index, attempt)
             entry = self.entries[current]
@@ -95,12 +98,15 @@ class VideoDataset(Dataset):
             try:
                 clip = self._load(entry.path, generator)
             except VideoDecodeError as exc:
+                if entry.path not in self.bad_files:
+                    skipped.append(str(exc))
                 self._record_failure(entry.path, exc)
                 attempt += 1
                 replacement = self._generator(index, attempt)
                 current = int(torch.randint(len(self.entries), (1,), generator=replacement))
                 continue
-            return {"clip": clip, "label": entry.label, "index": current}
+            return {"clip": clip, "label": entry.label, "index": current, "bad_reads": attempt,
+                    "skipped": "\n".join(skipped)}
 
     def _generator(self, index: int, attempt: int) -> torch.Generator:
         key = f"{self.seed}:{self.epoch}:{index}:{attempt}".encode()

@@ -22,7 +22,7 @@ from torch.utils._python_dispatch import _len_torch_dispatch_stack
 from torch.utils.data import DataLoader, Dataset
 
 from jepa_platform.data.sampler import ResumableSampler
-from jepa_platform.errors import ConfigError, TrainingError
+from jepa_platform.errors import ConfigError, JepaError, TrainingError
 from jepa_platform.events import Event, Notice, Row
 from jepa_platform.masks.base import Masks
 from jepa_platform.masks.collator import MaskCollator
@@ -56,6 +56,19 @@ class JepaStudent(nn.Module):
             self.predictor(z, m.context, m.targets, mask_index=i, grid=grid)
             for i, (z, m) in enumerate(zip(contexts, masks, strict=True))
         ]
+
+
+def unwrapped(error: JepaError) -> JepaError:
+    """A DataLoader worker's error as that worker raised it. torch raises it again in the main process with
+    "Caught DataError in DataLoader worker process 0. Original Traceback (...)" before the message, which
+    would otherwise reach the user whole."""
+    text = str(error)
+    if "Original Traceback" not in text:
+        return error
+    marker = f"{type(error).__module__}.{type(error).__qualname__}: "
+    start = text.rfind(marker)
+    message = text[start + len(marker):] if start >= 0 else text.strip().splitlines()[-1]
+    return type(error)(message.strip())
 
 
 def autocast_for(device: torch.device, precision: str):
@@ -132,6 +145,7 @@ class Trainer:
         self.rank, self.world_size = rank, world_size
         self.store, self.metrics, self.report, self.on_step = store, metrics, report, on_step
         self.on_event = on_event
+        self._skipped_count, self._skipped_reasons = 0, []  # unreadable videos since the last logged row
         self.optimizer = build_optimizer([self.student], optim)
         self.schedules = Schedules(optim)
         self.progress = Progress()
@@ -313,11 +327,31 @@ class Trainer:
                 drop_last=True,
                 pin_memory=self.device.type == "cuda",
             )
-            for batch in loader:
-                self.progress.batch_in_epoch += 1
-                yield batch
+            try:
+                for batch in loader:
+                    self.progress.batch_in_epoch += 1
+                    yield batch
+            except JepaError as e:  # raised in a loader process, and wrapped in its traceback by torch
+                raise unwrapped(e) from None
             self.progress.epoch += 1
             self.progress.batch_in_epoch = 0
+
+    def note_skipped(self, batch: dict[str, Any]) -> None:
+        """Counts this worker's unreadable videos in the batch (the dataset skipped them, each replaced by
+        another video) and keeps why, for the next logged row."""
+        if "bad_reads" in batch:
+            self._skipped_count += int(torch.as_tensor(batch["bad_reads"]).sum())
+        self._skipped_reasons += [r for text in batch.get("skipped") or [] for r in str(text).splitlines() if r]
+
+    def report_skipped(self, row: dict[str, Any]) -> None:
+        """`skipped_videos` (reads that failed since the last logged row) and `skipped` (each newly failed video
+        with why) in the row, and a warning per video for the log."""
+        row["skipped_videos"] = self._skipped_count
+        if self._skipped_reasons:
+            row["skipped"] = "; ".join(self._skipped_reasons)
+            for reason in self._skipped_reasons:
+                self.emit(Notice(f"skipped an unreadable video (another took its place): {reason}"))
+        self._skipped_count, self._skipped_reasons = 0, []
 
     def emit(self, event: Event) -> None:
         """What the run says, from rank 0 only: a metrics row goes to metrics.jsonl and its loggers, and
@@ -443,6 +477,7 @@ class Trainer:
             metrics = self.train_step(batch["clip"])
             step_seconds = time.perf_counter() - started
             clips_seen += batch["clip"].shape[0] * self.world_size
+            self.note_skipped(batch)
             row = self.step_row(metrics, clips_seen, time.perf_counter() - t0, data_wait, step_seconds)
             step = self.progress.step
             done = step >= until
@@ -456,6 +491,7 @@ class Trainer:
                 self.on_step(row)
             log_now = step % self.cfg.log_every == 0 or done or checked or evaluated  # their figures are logged
             if log_now:
+                self.report_skipped(row)
                 self.emit(Row(row))
             save_now = step % self.cfg.checkpoint_every == 0 or done
             checkpoint = self.save() if save_now else None
