@@ -10,11 +10,12 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 from jepa_platform.embed.shards import done_shards, read_index
-from jepa_platform.errors import JepaError, TrainingError
+from jepa_platform.errors import ConfigError, JepaError, TrainingError
 from jepa_platform.events import EventReader, Row
 from jepa_platform.layout import RAY_TRAIN_DIR
 from jepa_platform.runners.host import HostJobs
@@ -50,7 +51,8 @@ class LocalRunner(HostJobs):
         resumed_from, _ = latest_step(spec)
         if on_row:
             on_row({"phase": "starting Ray"})
-        start_ray()
+        joined = start_ray()
+        check_resources(spec.resources, joined)
         worker, config = stage_worker(spec)
         stop, watcher = threading.Event(), None
         if on_row and spec.probe is None:  # the job's events come back on a queue (an actor of no CPU)
@@ -79,11 +81,13 @@ class LocalRunner(HostJobs):
         return stage_result(spec, error, resumed_from)
 
 
-def start_ray() -> None:
-    """Joins the Ray of $RAY_ADDRESS (a cluster job's driver), else starts one in this process."""
+def start_ray() -> bool:
+    """Joins the Ray of $RAY_ADDRESS (a cluster job's driver), else starts one in this process; returns
+    whether it joined a cluster."""
     import ray
 
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+    joined = bool(os.environ.get("RAY_ADDRESS"))
     if not ray.is_initialized():
         # Token auth stays on; its notice is noise on a private, in-process cluster.
         logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
@@ -94,6 +98,43 @@ def start_ray() -> None:
             configure_logging=True,
             runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning"}},
         )
+    return joined
+
+
+def missing_resources(resources: Any) -> list[str]:
+    """What the job's workers need that this Ray does not have: in total, or on any one node."""
+    import ray
+
+    need = {"CPU": resources.cpus_per_worker, "GPU": resources.gpus_per_worker}
+    if resources.accelerator_type:
+        need[f"accelerator_type:{resources.accelerator_type}"] = 0.001
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    total = ray.cluster_resources()
+    missing = []
+    for name, each in need.items():
+        if each <= 0:
+            continue
+        if total.get(name, 0) < each * resources.workers:
+            missing.append(f"{resources.workers} workers x {each:g} {name} need {each * resources.workers:g}, "
+                           f"there are {total.get(name, 0):g}")
+        elif not any(node.get(name, 0) >= each for node in nodes):
+            missing.append(f"one worker needs {each:g} {name} on one node, the largest node has "
+                           f"{max((node.get(name, 0) for node in nodes), default=0):g}")
+    return missing
+
+
+def check_resources(resources: Any, joined: bool) -> None:
+    """Refuses workers that could never be scheduled (Ray Train would wait for them for ever): at once on
+    this machine's own Ray; on a cluster after `schedule_timeout_s`, which gives an autoscaler time."""
+    deadline = time.monotonic() + resources.schedule_timeout_s
+    while missing := missing_resources(resources):
+        if not joined:
+            raise ConfigError("resources: " + "; ".join(missing) + " on this machine: lower resources.workers or "
+                              "resources.cpus_per_worker / gpus_per_worker, or run on a cluster (--target ray, k8s)")
+        if time.monotonic() > deadline:
+            raise TrainingError(f"resources: after {resources.schedule_timeout_s:g} s the cluster still lacks what the "
+                                "workers need: " + "; ".join(missing))
+        time.sleep(min(5.0, max(0.1, deadline - time.monotonic())))
 
 
 def stage_worker(spec: JobSpec) -> tuple[Callable[[dict[str, Any]], None], dict[str, Any]]:

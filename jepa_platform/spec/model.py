@@ -71,6 +71,10 @@ class ResourcesSpec(Strict):
     gpus_per_worker: float = Field(0, ge=0)
     accelerator_type: str | None = Field(None, description="e.g. A100, H100; a Ray accelerator_type.")
     max_failures: int = Field(0, ge=-1, description="Worker-group restarts Ray Train may make (-1: unlimited).")
+    schedule_timeout_s: float = Field(
+        600, gt=0, description="On a cluster, how long the job waits for its workers' resources to exist (an "
+        "autoscaler adding nodes) before it fails saying what is missing; on this machine's own Ray, resources "
+        "it lacks are refused at once.")
 
 
 class StorageSpec(Strict):

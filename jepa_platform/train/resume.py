@@ -34,6 +34,7 @@ IDENTITY = ("backbone", "predictor", "masks", "teacher", "data.dataset", "data.f
             "data.resolution")
 # Where a job runs and how it reports: free to change between attempts.
 OPERATIONAL = ("name", "storage", "target", "cluster", "kubernetes", "stages", "resources.cpus_per_worker",
+               "resources.schedule_timeout_s",
                "resources.gpus_per_worker", "resources.accelerator_type", "resources.max_failures",
                "data.loader_workers", "optim.log_every", "optim.checkpoint_every",
                "optim.keep_checkpoints", "optim.precision", "teacher.params.follow_checkpoint", "monitor",
