@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 from jepa_platform.data.clips import sample_clip_indices
 from jepa_platform.data.manifest import VideoEntry, read_manifest
 from jepa_platform.data.transforms import ClipTransform
-from jepa_platform.data.video import VideoDecodeError, VideoReader
+from jepa_platform.data.video import VideoDecodeError, VideoReader, within
 from jepa_platform.errors import ConfigError, DataError
 
 __all__ = ["BadVideoWarning", "VideoDataset"]
@@ -34,7 +34,8 @@ class VideoDataset(Dataset):
     ``(seed, epoch, index, attempt)``, so items do not depend on the DataLoader's worker count
     or on what was read before, and a resumed run sees the same clips (call :meth:`set_epoch`).
 
-    A missing, unreadable or corrupt video is skipped with a :class:`BadVideoWarning`, counted,
+    A missing, unreadable or corrupt video, or one not read within ``video_timeout_s`` (a FIFO, a stalled
+    mount), is skipped with a :class:`BadVideoWarning`, counted,
     and replaced by another video chosen by the same seeded generator. Once more than
     ``max_failure_rate`` of the attempts (judged over at least 20) fail, a :class:`DataError`
     lists the bad files. The counts ``attempts``, ``failures`` and ``bad_files`` are per process:
@@ -54,6 +55,7 @@ class VideoDataset(Dataset):
         max_failure_rate: float = 0.1,
         seed: int = 0,
         transform: ClipTransform | None = None,
+        video_timeout_s: float | None = 120.0,
     ) -> None:
         for name, value in (("frames", frames), ("stride", stride), ("num_clips", num_clips)):
             if not isinstance(value, int) or value < 1:
@@ -66,6 +68,7 @@ class VideoDataset(Dataset):
         self.num_clips = num_clips
         self.train = train
         self.max_failure_rate = max_failure_rate
+        self.video_timeout_s = video_timeout_s
         self.seed = seed
         self.transform = transform if transform is not None else ClipTransform(resolution, train=train)
         self.entries: list[VideoEntry] = read_manifest(source)
@@ -117,11 +120,15 @@ class VideoDataset(Dataset):
         if path in self.bad_files:
             raise VideoDecodeError(f"{path}: skipped, failed before")
         sampling_generator = generator if self.train else None
-        with VideoReader(path) as reader:
-            clips = sample_clip_indices(
-                reader.info.num_frames, self.frames, self.stride, self.num_clips, sampling_generator
-            )
-            decoded = reader.read([i for clip in clips for i in clip])
+
+        def read() -> torch.Tensor:
+            with VideoReader(path) as reader:
+                clips = sample_clip_indices(
+                    reader.info.num_frames, self.frames, self.stride, self.num_clips, sampling_generator
+                )
+                return reader.read([i for clip in clips for i in clip])
+
+        decoded = within(self.video_timeout_s, path, read)
         views = [self.transform(part, generator) for part in decoded.split(self.frames)]
         return views[0] if self.num_clips == 1 else torch.stack(views)
 

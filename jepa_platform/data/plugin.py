@@ -11,6 +11,8 @@ from jepa_platform.plugins.registries import Params
 class VideoDatasetParams(Params):
     num_clips: int = Field(1, ge=1, description="Equal temporal segments, one clip each.")
     max_failure_rate: float = Field(0.1, ge=0, lt=1, description="Bad videos tolerated before the run stops.")
+    video_timeout_s: float = Field(120, gt=0, description="A video not opened and decoded within this time (a "
+                                   "FIFO, a stalled mount or store) is skipped as a bad one.")
 
 
 def build_video_dataset(params: VideoDatasetParams, *, data, source: str, train: bool = True):
@@ -19,7 +21,7 @@ def build_video_dataset(params: VideoDatasetParams, *, data, source: str, train:
 
     return VideoDataset(
         source, frames=data.frames, stride=data.stride, num_clips=params.num_clips, resolution=data.resolution,
-        train=train, max_failure_rate=params.max_failure_rate, seed=data.seed,
+        train=train, max_failure_rate=params.max_failure_rate, seed=data.seed, video_timeout_s=params.video_timeout_s,
     )
 
 
@@ -39,7 +41,8 @@ def build_synthetic_dataset(params: SyntheticDatasetParams, *, data, source: str
                                         params.seed)
     if not train:
         manifest = manifest.with_name("val.csv")
-    video = VideoDatasetParams(num_clips=params.num_clips, max_failure_rate=params.max_failure_rate)
+    video = VideoDatasetParams(num_clips=params.num_clips, max_failure_rate=params.max_failure_rate,
+                               video_timeout_s=params.video_timeout_s)
     return build_video_dataset(video, data=data, source=str(manifest), train=train)
 
 

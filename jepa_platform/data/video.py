@@ -8,10 +8,11 @@ single-threaded on purpose: throughput comes from DataLoader workers, one core e
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, TypeVar
 
 import av
 import fsspec
@@ -21,11 +22,40 @@ from fsspec.implementations.local import LocalFileSystem
 
 from jepa_platform.errors import DataError
 
-__all__ = ["VideoDecodeError", "VideoInfo", "VideoReader", "probe_video", "read_frames"]
+__all__ = ["VideoDecodeError", "VideoInfo", "VideoReader", "probe_video", "read_frames", "within"]
 
 
 class VideoDecodeError(DataError):
     """A video that is missing, unreadable, corrupt or truncated; the message names its URL."""
+
+
+T = TypeVar("T")
+
+
+def within(seconds: float | None, url: str, read: Callable[[], T]) -> T:
+    """`read()` (opening and decoding `url`), given up after `seconds` as a VideoDecodeError, so that a video
+    whose open() never returns (a FIFO, a stalled network mount or object store) is a bad video, not a hang.
+
+    The read runs in a daemon thread of its own; one that never returns is left behind (nothing can
+    interrupt a blocked open()), and dies with the process."""
+    if seconds is None:
+        return read()
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = read()
+        except BaseException as e:  # noqa: BLE001 - handed back to the caller's thread as it is
+            outcome["error"] = e
+
+    thread = threading.Thread(target=run, name=f"read {url}", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise VideoDecodeError(f"{url}: no answer within {seconds:g} s (a FIFO, or a stalled mount or store?)")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 @dataclass(frozen=True)

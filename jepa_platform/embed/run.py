@@ -115,7 +115,7 @@ def run_embed(
     labelled = LabelledSet(videos.source, [LabelledItem(p, y) for p, y in zip(videos.paths, labels, strict=True)])
     dataset = ProbeDataset(
         labelled, frames=settings.frames, stride=settings.stride, resolution=settings.resolution,
-        num_segments=settings.num_segments, seed=settings.seed,
+        num_segments=settings.num_segments, seed=settings.seed, video_timeout_s=settings.video_timeout_s,
         image_frames=settings.image_frames or getattr(encoder.encoder, "tubelet_size", 2),
     )
     counts = torch.zeros(2, dtype=torch.long)  # this worker's videos embedded and skipped in this run

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from jepa_platform.data.clips import sample_clip_indices
 from jepa_platform.data.manifest import VIDEO_EXTENSIONS, read_manifest, resolve_entry_path
 from jepa_platform.data.transforms import ClipTransform
-from jepa_platform.data.video import VideoReader
+from jepa_platform.data.video import VideoReader, within
 from jepa_platform.errors import ConfigError, DataError
 
 __all__ = ["IMAGE_EXTENSIONS", "LabelledItem", "LabelledSet", "ProbeDataset", "read_labelled", "view_boxes"]
@@ -169,8 +169,9 @@ class ProbeDataset(Dataset):
     0.08-1) and, with `hflip`, a horizontal flip; all drawn from a generator seeded by (seed, epoch, index),
     so items do not depend on loader workers. Without augmentation, and at evaluation, clips are centred in
     their segments; evaluation takes V = `num_views` square crops along the long side, each resized to
-    `resolution`. An image is a still clip of `image_frames` frames. A file that cannot be read stops the
-    run with a DataError naming it.
+    `resolution`. An image is a still clip of `image_frames` frames. A file that cannot be read, or is not
+    read within `video_timeout_s` (a FIFO, a stalled mount), stops the run with a DataError naming it (an
+    embedding skips it instead).
     """
 
     def __init__(
@@ -186,6 +187,7 @@ class ProbeDataset(Dataset):
         hflip: bool = True,
         image_frames: int = 2,
         seed: int = 0,
+        video_timeout_s: float | None = 120.0,
     ):
         for name, value in (("frames", frames), ("stride", stride), ("num_segments", num_segments),
                             ("num_views", num_views), ("image_frames", image_frames)):
@@ -195,7 +197,7 @@ class ProbeDataset(Dataset):
         self.frames, self.stride, self.num_segments = frames, stride, num_segments
         self.num_views = 1 if train else num_views
         self.random = train and augment
-        self.image_frames, self.seed = image_frames, seed
+        self.image_frames, self.seed, self.video_timeout_s = image_frames, seed, video_timeout_s
         self.transform = ClipTransform(resolution, train=self.random, scale=TRAIN_SCALE, hflip=hflip)
         self.epoch = 0
 
@@ -221,10 +223,13 @@ class ProbeDataset(Dataset):
         if item.is_image:
             still = read_image(item.path).expand(self.image_frames, -1, -1, -1)
             return [still] * self.num_segments
-        with VideoReader(item.path) as reader:
-            clips = sample_clip_indices(reader.info.num_frames, self.frames, self.stride, self.num_segments, generator)
-            decoded = reader.read([i for clip in clips for i in clip])
-        return list(decoded.split(self.frames))
+        def read() -> torch.Tensor:
+            with VideoReader(item.path) as reader:
+                clips = sample_clip_indices(reader.info.num_frames, self.frames, self.stride, self.num_segments,
+                                            generator)
+                return reader.read([i for clip in clips for i in clip])
+
+        return list(within(self.video_timeout_s, item.path, read).split(self.frames))
 
     def _boxes(self, frames: torch.Tensor) -> list[tuple[int, int, int, int] | None]:
         return [None] if self.random else view_boxes(frames.shape[1], frames.shape[2], self.num_views)

@@ -58,7 +58,7 @@ def run_probe(
     frozen = FrozenEncoder(encoder if encoder is not None else build_encoder(settings, source), settings.layers)
     clip = {
         "frames": settings.frames, "stride": settings.stride, "resolution": settings.resolution,
-        "num_segments": settings.num_segments, "seed": settings.seed,
+        "num_segments": settings.num_segments, "seed": settings.seed, "video_timeout_s": settings.video_timeout_s,
         "image_frames": settings.image_frames or getattr(frozen.encoder, "tubelet_size", 2),
     }
     hflip = settings.hflip if settings.hflip is not None else not directional(names)

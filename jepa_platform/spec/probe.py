@@ -63,6 +63,8 @@ class EncoderSettings(Strict):
     batch_size: int = Field(16, ge=1, description="Videos per batch per worker.")
     workers: int = Field(2, ge=0, description="DataLoader processes per worker.")
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto = bf16 autocast on CUDA.")
+    video_timeout_s: float = Field(120, gt=0, description="A video not opened and decoded within this time (a "
+                                   "FIFO, a stalled mount or store) is a bad one.")
     seed: int = 0
 
     @field_validator("checkpoint")
