@@ -21,7 +21,7 @@ def test_defaults_are_filled_in_for_every_component():
     assert spec.masks[1].params["spatial_scale"] == [0.7, 0.7]
     assert spec.teacher.params["momentum"] == [0.998, 1.0]
     assert spec.optim.schedule_scale == 1.25
-    assert spec.data.params == {"num_clips": 1, "max_failure_rate": 0.1}
+    assert spec.data.params == {"num_clips": 1, "max_failure_rate": 0.1, "video_timeout_s": 120.0}
 
 
 def test_component_param_errors_name_their_full_path():
