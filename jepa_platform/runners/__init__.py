@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from jepa_platform.errors import EXIT_USAGE, JepaError
 from jepa_platform.plugins.contracts import Prepares
 from jepa_platform.plugins.manager import registry
 from jepa_platform.runners.host import HostJobs, finish, pid_alive, session_members, start_detached, stop_session
@@ -71,7 +72,24 @@ def submit(
         JobRecord(store.new_id(spec.name), spec.name, target, spec.job_dir, spec=travelling(spec),
                   steps=sum(c.length or s.length for s, c in zip(stages, checks, strict=True)), stage=stage)
     )
-    return runner.run_record(spec, record, store, wait=wait, on_row=on_row, on_stage=on_stage, on_line=on_line)
+    try:
+        return runner.run_record(spec, record, store, wait=wait, on_row=on_row, on_stage=on_stage, on_line=on_line)
+    except BaseException as e:
+        never_started(record.id, store, e)
+        raise
+
+
+def never_started(job_id: str, store: JobStore, error: BaseException) -> None:
+    """Forgets a job that was never started anywhere: one left PENDING, or refused for the user's own
+    configuration (a corrupt kubeconfig) before any cluster saw it. Its record would otherwise say for ever
+    that it waits to run, or list a job that never was."""
+    try:
+        current = store.get(job_id)
+    except JepaError:
+        return
+    unsent = current.pid is None and current.remote_id is None
+    if unsent and (current.status == "PENDING" or getattr(error, "exit_code", None) == EXIT_USAGE):
+        store.remove(job_id)
 
 
 def refresh(record: JobRecord, store: JobStore, strict: bool = False) -> JobRecord:

@@ -101,6 +101,11 @@ class JobStore:
             record.ended = time.time()
         return self.save(record)
 
+    def remove(self, job_id: str) -> None:
+        """Forgets a job that never started (its record and log)."""
+        for path in (self.path(job_id), self.log_path(job_id)):
+            path.unlink(missing_ok=True)
+
     def all(self) -> list[JobRecord]:
         records = []
         for p in self.root.glob("*.json"):

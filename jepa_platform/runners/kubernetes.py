@@ -114,6 +114,12 @@ def connect(kubeconfig: str | None = None, context: str | None = None, retries: 
                               "running inside a cluster")
     except config.ConfigException as e:
         raise ConfigError(f"kubeconfig {path}: {e}") from None
+    except ConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a kubeconfig that is not one: YAML errors, wrong types, missing keys
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ConfigError(f"kubeconfig {path} cannot be read ({type(e).__name__}: {reason}); fix or replace it, "
+                          f"or point KUBECONFIG at another") from None
     cfg.retries = retries
     return Connection(client.ApiClient(cfg), cfg.host, name, namespace)
 
