@@ -96,7 +96,12 @@ class HostJobs:
                     os.kill(record.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-        return store.update(record.id, status="CANCELLED")
+        current = store.get(record.id)
+        if current.status in TERMINAL:  # it ended on its own meanwhile: that is what happened
+            return current
+        step = last_logged_step(record)
+        return store.update(record.id, status="CANCELLED", step=step,
+                            error=f"cancelled at step {step or 0}; submitting again resumes")
 
     def read_log(self, record: JobRecord, store: JobStore, follow: bool = False) -> Iterator[str]:
         """The job store's log, and with follow what is appended to it until the job ends."""
@@ -171,6 +176,15 @@ def session_members(sid: int) -> list[int]:
             if state != "Z":  # a zombie has stopped; it waits only for its parent to reap it
                 members.append(int(entry))
     return members
+
+
+def last_logged_step(record: JobRecord) -> int | None:
+    """The job's last step in its metrics.jsonl (what a cancelled job reached), else the record's."""
+    try:
+        rows = read_metrics(JobLayout(record.job_dir).metrics)
+    except Exception:  # noqa: BLE001 - a store out of reach: the record's step is the best known
+        return record.step
+    return rows[-1]["step"] if rows else record.step
 
 
 def stop_session(sid: int, grace: float = 15.0) -> None:

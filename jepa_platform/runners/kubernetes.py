@@ -382,13 +382,13 @@ class KubernetesRunner(ClusterJobs):
     def cancel(self, name: str, namespace: str, delete: bool = False) -> str:
         """Stops the job: suspends the RayJob (its cluster goes, the object and its logs stay), or deletes it
         with everything it owns. Checkpoints stay in storage; submitting again resumes. Returns the state."""
+        state, _ = self.status(name, namespace)
         if delete:
             with self.calling("delete", namespace, name):
                 self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name,
                                                             propagation_policy="Background",
                                                             _request_timeout=self.timeout)
-            return "CANCELLED"
-        state, _ = self.status(name, namespace)
+            return state if state in TERMINAL else "CANCELLED"  # a finished job keeps how it ended
         if state in TERMINAL:
             return state
         with self.calling("patch", namespace, name):

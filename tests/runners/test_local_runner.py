@@ -129,8 +129,10 @@ def test_no_wait_job_can_be_followed_and_cancelled(tmp_path, synthetic_dataset):
     cancelled = subprocess.run([*jepa, "cancel", "background"], capture_output=True, text=True)
     assert cancelled.returncode == 0 and "CANCELLED" in cancelled.stdout
     time.sleep(2)
-    final = subprocess.run([*jepa, "status", "background", "--json"], capture_output=True, text=True).stdout
-    assert '"CANCELLED"' in final
+    final = json.loads(subprocess.run([*jepa, "status", "background", "--json"], capture_output=True,
+                                      text=True).stdout)
+    assert final["status"] == "CANCELLED"
+    assert final["step"] >= 2 and final["error"] == f"cancelled at step {final['step']}; submitting again resumes"
     listed = subprocess.run([*jepa, "list"], capture_output=True, text=True).stdout
     assert "background" in listed
 
