@@ -289,11 +289,14 @@ class StageProgress:
                      if loss is not None else f"{self.name} step {row['step']}/{self.total}")
 
     def warnings(self, row: dict[str, Any]) -> None:
-        """What a row says that needs saying: videos skipped (each with why; the job goes on), a collapse."""
+        """What a row says that needs saying: videos skipped (each with why; the job goes on), a collapse, a
+        checkpoint that could not be written."""
         if row.get("skipped"):
             self.say(f"warning: {self.name} skipped videos that could not be read: {row['skipped']}")
         if row.get("collapse"):
             self.say(f"warning: {self.name} step {row['step']}: {row['collapse']}")
+        if row.get("checkpoint_failed"):
+            self.say(f"warning: {self.name}: {row['checkpoint_failed']}")
 
     def on_videos(self, row: dict[str, Any]) -> None:
         speed = row.get("clips_per_s") or 0.0

@@ -58,6 +58,9 @@ class JepaStudent(nn.Module):
         ]
 
 
+MAX_FAILED_SAVES = 3  # checkpoints that may fail in a row before the run stops (its progress would be lost)
+
+
 def unwrapped(error: JepaError) -> JepaError:
     """A DataLoader worker's error as that worker raised it. torch raises it again in the main process with
     "Caught DataError in DataLoader worker process 0. Original Traceback (...)" before the message, which
@@ -146,6 +149,7 @@ class Trainer:
         self.store, self.metrics, self.report, self.on_step = store, metrics, report, on_step
         self.on_event = on_event
         self._skipped_count, self._skipped_reasons = 0, []  # unreadable videos since the last logged row
+        self._failed_saves, self._save_problem = 0, ""  # checkpoints that could not be written, in a row
         self.optimizer = build_optimizer([self.student], optim)
         self.schedules = Schedules(optim)
         self.progress = Progress()
@@ -221,12 +225,28 @@ class Trainer:
             ) from None
         return self.progress.step
 
-    def save(self) -> str | None:
+    def save(self, final: bool = False) -> str | None:
+        """A checkpoint of this step (rank 0). One that cannot be written (a full disk, an object store that
+        stopped answering) is said, as a warning and in the next row, and tried again at the next checkpoint;
+        the last good one stays. The run fails when the final checkpoint, or `MAX_FAILED_SAVES` in a row, fail."""
         if self.store is None or self.rank != 0:
             return None
-        url = self.store.save(self.progress.step, self.state_dict())
-        if self.metrics:
-            self.metrics.flush()
+        step = self.progress.step
+        try:
+            url = self.store.save(step, self.state_dict())
+            if self.metrics:
+                self.metrics.flush()
+        except Exception as e:  # noqa: BLE001 - whatever the filesystem raises; said, then retried
+            self._failed_saves += 1
+            reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+            if final or self._failed_saves >= MAX_FAILED_SAVES:
+                raise TrainingError(f"the checkpoint of step {step} could not be written ({reason}); "
+                                    f"{self._failed_saves} failed in a row") from None
+            self._save_problem = f"the checkpoint of step {step} could not be written ({reason}); kept the last " \
+                                 f"good one, trying again at the next checkpoint"
+            self.emit(Notice(self._save_problem))
+            return None
+        self._failed_saves = 0
         return url
 
     # -- steps -----------------------------------------------------------------------------------
@@ -343,9 +363,11 @@ class Trainer:
             self._skipped_count += int(torch.as_tensor(batch["bad_reads"]).sum())
         self._skipped_reasons += [r for text in batch.get("skipped") or [] for r in str(text).splitlines() if r]
 
-    def report_skipped(self, row: dict[str, Any]) -> None:
-        """`skipped_videos` (reads that failed since the last logged row) and `skipped` (each newly failed video
-        with why) in the row, and a warning per video for the log."""
+    def report_faults(self, row: dict[str, Any]) -> None:
+        """What went wrong since the last logged row, in this row: `skipped_videos` (reads that failed),
+        `skipped` (each newly failed video with why; also a warning each for the log), `checkpoint_failed`."""
+        if self._save_problem:
+            row["checkpoint_failed"], self._save_problem = self._save_problem, ""
         row["skipped_videos"] = self._skipped_count
         if self._skipped_reasons:
             row["skipped"] = "; ".join(self._skipped_reasons)
@@ -491,10 +513,10 @@ class Trainer:
                 self.on_step(row)
             log_now = step % self.cfg.log_every == 0 or done or checked or evaluated  # their figures are logged
             if log_now:
-                self.report_skipped(row)
+                self.report_faults(row)
                 self.emit(Row(row))
             save_now = step % self.cfg.checkpoint_every == 0 or done
-            checkpoint = self.save() if save_now else None
+            checkpoint = self.save(final=done) if save_now else None
             if (log_now or save_now) and self.report:  # the same steps on every rank: reports are collective
                 self.report(row, checkpoint)
             if done:
