@@ -67,6 +67,7 @@ def load(spec: Path, overrides: list[str] | None):
     from jepa_platform.train.preflight import preflight
 
     job = load_spec(spec, overrides or [])
+    job.storage.configure()  # its object stores, for the checks below
     for note in job.notes:
         err.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
     preflight(job, str(spec))
@@ -708,6 +709,7 @@ def embed(
         "resources": {"workers": workers, "gpus_per_worker": gpus_per_worker, "cpus_per_worker": cpus_per_worker},
         **({"cluster": {"address": address}} if address else {}),
     }, source="jepa embed")
+    job.storage.configure()
     follow_job(job, job.target.kind, {"address": address} if address else {}, wait=wait, quiet=quiet,
                as_json=as_json)
     if wait and not as_json:

@@ -19,6 +19,7 @@ from jepa_platform.eval.probing import ProbeTrainer
 from jepa_platform.eval.report import ProbeReport, class_groups, make_report, write_metrics, write_outputs
 from jepa_platform.eval.settings import ProbeSettings, resolve_settings
 from jepa_platform.plugins.manager import registry
+from jepa_platform.spec.model import StorageSpec
 from jepa_platform.weights.load import encoder_source
 
 __all__ = ["build_encoder", "probe_worker", "run_probe"]
@@ -145,6 +146,7 @@ def probe_worker(config: dict[str, Any]) -> dict[str, Any]:
     from torch.nn.parallel import DistributedDataParallel
 
     settings = ProbeSettings.model_validate(config["settings"])
+    StorageSpec.model_validate(config.get("storage") or {}).configure()  # how it reaches its object stores
     rank, world_size, device = worker_context()
 
     def wrap(model: nn.Module) -> nn.Module:

@@ -57,6 +57,7 @@ def submit(
     not metrics rows. Each stage is first checked against the run in its folder (refused, or handed to
     `on_check` with its notes)."""
     store = store or JobStore()
+    spec.storage.configure()
     target = resolve_target(spec, target)
     runner = runner_for(target, target_params(spec, target, params))
     stages = select_stages(spec, stage)

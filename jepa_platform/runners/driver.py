@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
         if not isinstance(raw, dict):
             raise ValueError(f"a JSON {type(raw).__name__}, not an object")
         spec = resolved_spec(raw, source=f"job {raw.get('name')}")  # validated where it was submitted
+        spec.storage.configure()
         runner = registry("runners").get("local").build({})
     except JepaError as e:
         emit(Error(str(e)))

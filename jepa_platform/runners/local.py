@@ -142,12 +142,14 @@ def stage_worker(spec: JobSpec) -> tuple[Callable[[dict[str, Any]], None], dict[
     if spec.probe is not None:  # a frozen-evaluation stage
         from jepa_platform.eval.run import probe_worker
 
-        return probe_worker, {"settings": probe_settings(spec).model_dump(mode="json")}
+        return probe_worker, {"settings": probe_settings(spec).model_dump(mode="json"),
+                              "storage": spec.storage.model_dump(mode="json")}
     from jepa_platform.runners.worker import embed_worker, train_worker
 
     if spec.embed is not None:
         return embed_worker, {"settings": spec.embed.model_dump(mode="json"),
-                              "threads": spec.resources.cpus_per_worker}
+                              "threads": spec.resources.cpus_per_worker,
+                              "storage": spec.storage.model_dump(mode="json")}
 
     return train_worker, {"spec": spec.resolved()}
 

@@ -19,6 +19,7 @@ def train_worker(config: dict[str, Any]) -> None:
     from jepa_platform.train.job import run_training
 
     spec = resolved_spec(config["spec"], source=f"job {config['spec'].get('name')}")  # checked where submitted
+    spec.storage.configure()
     ctx = ray.train.get_context()
     world_size = ctx.get_world_size()
     device = ray.train.torch.get_device()
@@ -52,8 +53,10 @@ def embed_worker(config: dict[str, Any]) -> None:
     from jepa_platform.embed.run import run_embed
     from jepa_platform.events import Row, encode
     from jepa_platform.spec.embed import EmbedSettings
+    from jepa_platform.spec.model import StorageSpec
 
     settings = EmbedSettings.model_validate(config["settings"])
+    StorageSpec.model_validate(config.get("storage") or {}).configure()
     ctx = ray.train.get_context()
     device = ray.train.torch.get_device()
     if device.type == "cpu":

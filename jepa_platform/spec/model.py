@@ -81,6 +81,19 @@ class StorageSpec(Strict):
     output: str = Field(
         "./runs", validate_default=True, description="Output root: a local path, s3:// or gs:// URL."
     )
+    endpoint_url: str | None = Field(None, description="An S3-compatible store's endpoint (MinIO, Ceph, R2...), "
+                                     "for data, checkpoints and metrics alike; default: AWS's (or $AWS_ENDPOINT_URL).")
+    region: str | None = Field(None, description="The S3 region; default: the environment's.")
+    anonymous: bool = Field(False, description="Unsigned requests (public buckets), no credentials needed.")
+    timeout_s: float = Field(60, gt=0, description="Connect and read timeout of one object-store request (each "
+                             "call is tried 5 times): a store that stops answering is an error in bounded time, "
+                             "not a hang.")
+
+    def configure(self) -> None:
+        """Applies these settings to every s3:// and gs:// URL this process (and those it forks) reaches."""
+        from jepa_platform.storage import configure_object_stores
+
+        configure_object_stores(self.endpoint_url, self.region, self.anonymous, self.timeout_s)
 
     _absolute = field_validator("output")(classmethod(lambda cls, v: absolute_local(v)))
 

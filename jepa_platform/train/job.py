@@ -59,6 +59,7 @@ def run_training(spec: JobSpec, **kwargs: Any) -> dict[str, Any]:
 
     The resolved spec, metrics.jsonl and flops.json are written beside the checkpoints under `spec.job_dir`.
     """
+    spec.storage.configure()
     on_event = kwargs.get("on_event") if kwargs.get("rank", 0) == 0 else None
 
     def phase(name: str) -> None:  # named while it runs; the first step's row ends the start-up
