@@ -23,6 +23,9 @@ from jepa_platform.runners.stages import RunResult, latest_step, probe_results, 
 from jepa_platform.spec import JobSpec
 from jepa_platform.train.metrics import read_metrics
 
+FIRST_PHASE = "building the model"  # what a training worker group says first (`train.job.run_training`)
+RESTARTED = "a worker failed and Ray Train restarted the workers"
+
 
 def follow_events(queue: Any, on_row: Callable[[dict[str, Any]], None], stop: threading.Event) -> None:
     """Reads the run's events (encoded lines, put on a Ray queue by the training loop's rank 0) and hands
@@ -30,6 +33,7 @@ def follow_events(queue: Any, on_row: Callable[[dict[str, Any]], None], stop: th
     from ray.util.queue import Empty
 
     reader = EventReader()
+    starts = 0
     while True:
         try:
             line = queue.get(timeout=0.5)
@@ -38,8 +42,14 @@ def follow_events(queue: Any, on_row: Callable[[dict[str, Any]], None], stop: th
                 return
             continue
         event = reader.feed(line)
-        if isinstance(event, Row):
-            on_row(event.values)
+        if not isinstance(event, Row):
+            continue
+        if str(event.values.get("phase", "")).startswith(FIRST_PHASE):
+            starts += 1
+            if starts > 1:  # the loop began again: Ray Train restarted the worker group after a failure
+                on_row({"phase": f"{RESTARTED} (restart {starts - 1}); resuming from the last checkpoint",
+                        "restarts": starts - 1})
+        on_row(event.values)
 
 
 class LocalRunner(HostJobs):
@@ -186,7 +196,18 @@ def torch_trainer(spec: JobSpec, worker: Callable[[dict[str, Any]], None], confi
 
 def stage_result(spec: JobSpec, error: str | None, resumed_from: int | None) -> RunResult:
     """What a finished stage left: a probe's best results, an embedding's counts, or training's last metrics
-    row and checkpoint."""
+    row and checkpoint. A store that cannot be read now (it failed mid-run) makes the stage FAILED, saying so
+    in one line beside the workers' own error."""
+    try:
+        return read_result(spec, error, resumed_from)
+    except Exception as e:  # noqa: BLE001 - any filesystem's failure
+        reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+        unread = f"its outputs in {spec.job_dir} cannot be read ({reason})"
+        return RunResult(spec.name, spec.job_dir, "FAILED", 0, {}, None, resumed_from,
+                         f"{error}; {unread}" if error else unread)
+
+
+def read_result(spec: JobSpec, error: str | None, resumed_from: int | None) -> RunResult:
     if spec.probe is not None:
         results = probe_results(spec)
         best = results["results"][results["best"]] if results else {}

@@ -1,0 +1,77 @@
+"""A Ray Train worker killed mid-run: with `max_failures` the workers restart, the user is told, and the run
+resumes to its end with metrics free of gaps and duplicates; without, the job fails with one line."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from jepa_platform.train.metrics import read_metrics
+
+pytestmark = pytest.mark.slow
+
+
+def train_worker_pids() -> list[int]:
+    """Processes of Ray Train's worker actors on this machine."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if b"RayTrainWorker" in cmdline.read_bytes():
+                found.append(int(cmdline.parent.name))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def run_and_kill_a_worker(tmp_path, manifest, name, max_failures, steps=40):
+    spec = tmp_path / f"{name}.yaml"
+    spec.write_text(yaml.safe_dump({
+        "name": name,
+        "backbone": {"kind": "vit", "params": {"size": "custom", "embed_dim": 48, "depth": 1, "num_heads": 3,
+                                               "patch_size": 16}},
+        "predictor": {"kind": "vit_predictor", "params": {"embed_dim": 32, "depth": 1, "num_heads": 2}},
+        "optim": {"steps": steps, "batch_size": 2, "warmup_steps": 1, "log_every": 1, "checkpoint_every": 2},
+        "monitor": {"every": 0, "eval_every": 0},
+        "data": {"train": str(manifest), "frames": 4, "stride": 2, "resolution": 32, "loader_workers": 0},
+        "resources": {"max_failures": max_failures},
+        "storage": {"output": str(tmp_path / "runs")},
+    }))
+    env = {**os.environ, "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"}
+    proc = subprocess.Popen([sys.executable, "-m", "jepa_platform.cli", "submit", str(spec)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    metrics = tmp_path / "runs" / name / "metrics.jsonl"
+    deadline = time.monotonic() + 180
+    while not (metrics.exists() and len(read_metrics(str(metrics))) >= 4):
+        assert time.monotonic() < deadline and proc.poll() is None, "the run did not reach step 4"
+        time.sleep(0.1)
+    victims = train_worker_pids()
+    assert victims, "no Ray Train worker process found"
+    for pid in victims:
+        os.kill(pid, signal.SIGKILL)
+    try:
+        out, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    return proc.returncode, out, err, read_metrics(str(metrics))
+
+
+def test_a_killed_worker_restarts_and_the_run_resumes_when_failures_are_allowed(tmp_path, synthetic_dataset):
+    code, out, err, rows = run_and_kill_a_worker(tmp_path, synthetic_dataset, "restarts", max_failures=2)
+    assert code == 0, out + err
+    assert "a worker failed and Ray Train restarted the workers (restart 1)" in out
+    assert [r["step"] for r in rows] == list(range(1, 41))  # resumed from its checkpoint: no gap, no duplicate
+
+
+def test_a_killed_worker_fails_the_job_with_one_line_when_no_failure_is_allowed(tmp_path, synthetic_dataset):
+    code, out, err, rows = run_and_kill_a_worker(tmp_path, synthetic_dataset, "no-restarts", max_failures=0)
+    assert code == 1, out + err
+    assert "Traceback" not in out + err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "no-restarts" in errors[0], err
+    assert rows and rows[-1]["step"] < 40
