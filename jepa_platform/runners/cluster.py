@@ -85,16 +85,20 @@ class ClusterJobs:
         reader = EventReader()
         rows: list[dict[str, Any]] = []
 
+        plain: list[str] = []
+
         def on_line(line: str) -> None:
             event = reader.feed(line)
             if isinstance(event, Row):
                 rows.append(event.values)
                 if on_row:
                     on_row(event.values)
+            elif event is None and line.strip() and not line.startswith(PREFIX):
+                plain[:] = [line.strip()]
 
         status, message = self.follow(started.remote_id, on_line)
         return RunResult(spec.name, spec.job_dir, status, reader.last_step or 0, rows[-1] if rows else {}, None,
-                         None, None if status == "SUCCEEDED" else reader.last_error or message)
+                         None, failure_reason(status, reader, message, plain))
 
     def run_record(
         self,
@@ -126,6 +130,7 @@ class ClusterJobs:
                 on_line(started.note)
             stages = {s.name: s for s in spec.pipeline()}
             reader = EventReader(last_step=record.step)
+            plain: list[str] = []  # the last line of the driver's own output
 
             def take(line: str) -> None:
                 line = line.rstrip("\n")
@@ -136,15 +141,17 @@ class ClusterJobs:
                     on_row(event.values)
                 elif isinstance(event, Stage) and on_stage and event.name in stages:
                     on_stage(stages[event.name], event.event, event.step)
-                elif event is None and on_line and not line.startswith(PREFIX):  # the driver's plain output
-                    on_line(line)
+                elif event is None and not line.startswith(PREFIX):  # the driver's plain output
+                    plain[:] = [line.strip()] if line.strip() else plain
+                    if on_line:
+                        on_line(line)
 
             try:
                 status, message = self.follow(started.remote_id, take)
             except KeyboardInterrupt:
                 raise JobDetached(record.id, started.running_as) from None
         return store.update(record.id, status=status, step=reader.last_step,
-                            error=None if status == "SUCCEEDED" else reader.last_error or message)
+                            error=failure_reason(status, reader, message, plain))
 
     def refresh(self, record: JobRecord, store: JobStore, strict: bool = False) -> JobRecord:
         """The recorded job with the cluster's state and the last step in its log; unchanged when the cluster
@@ -178,3 +185,12 @@ class ClusterJobs:
         if not record.remote_id:
             raise JobNotFound(f"job {record.id} was never started on its cluster (status {record.status})")
         return record.remote_id
+
+
+def failure_reason(status: str, reader: EventReader, message: str | None, plain: list[str]) -> str | None:
+    """Why a cluster job did not succeed: the error it said, else the cluster's message, else the last line
+    it printed (a driver killed before it could say anything), never an empty reason."""
+    if status == "SUCCEEDED":
+        return None
+    return (reader.last_error or message or (plain[-1] if plain else None)
+            or f"the cluster job ended {status} without saying why; see `jepa logs`")
