@@ -305,7 +305,7 @@ class StageProgress:
             self.progress.update(self.task, completed=row["step"], total=row["of"], speed=f"{speed:.1f}",
                                  loss="-")
         elif not self.progress:
-            skipped = f", {row['skipped_videos']} skipped" if row.get("skipped_videos") else ""
+            skipped = f", {row['skipped_total']} skipped" if row.get("skipped_total") else ""
             self.say(f"{self.name}: {row['videos']}/{row['videos_of']} videos (shard {row['step']}/{row['of']}) "
                      f"{speed:.1f} videos/s{skipped}")
 
@@ -441,12 +441,18 @@ def status(job: Annotated[str, typer.Argument(help="Job id or name.")], as_json:
     store = JobStore()
     r = refresh(store.get(job), store, strict=True)
     alarms = collapse_alarms(r)
+    faults = store.faults(r.id)
     if as_json:
-        return emit_json(r.__dict__ | {"spec": None, "collapse": alarms})
+        return emit_json(r.__dict__ | {"spec": None, "collapse": alarms, "faults": faults})
     unit = "shard" if (r.spec or {}).get("embed") else "step"
     out.print(f"{r.id}: [bold]{r.status}[/] {unit} {r.step or 0}/{r.steps} on {r.target}; outputs {r.job_dir}"
               + (f"\nerror: {r.error}" if r.error else ""), highlight=False)
     sys.stdout.flush()  # the status line first, then its warnings (stderr is not buffered)
+    said = {"skipped_videos": "unreadable videos skipped", "checkpoint_failures": "checkpoints that could not be "
+            "written", "restarts": "worker restarts"}
+    if any(faults.values()):
+        err.print("[yellow]warning:[/] " + ", ".join(f"{said[k]}: {v}" for k, v in faults.items() if v)
+                  + f" (see `jepa logs {r.id}`)", highlight=False, soft_wrap=True)
     for stage, alarm in alarms.items():
         err.print(f"[yellow]warning:[/] {stage}: collapse suspected since step {alarm['since']}: {alarm['reason']}",
                   highlight=False, soft_wrap=True)

@@ -90,8 +90,8 @@ def run_embed(
     """Embeds every listed video into `settings.output` (required here), skipping finished shards.
 
     Rank 0 writes the index and calls `on_progress` after each round of shards with `{"step": shards done,
-    "of": shards, "videos": videos done, "videos_of": videos listed, "skipped_videos", "clips_per_s"}` and,
-    when the round skipped videos, `"skipped"`: each one's path and reason.
+    "of": shards, "videos": videos done, "videos_of": videos listed, "skipped_videos" (this round's),
+    "skipped_total", "clips_per_s"}` and, when the round skipped videos, `"skipped"`: each one's path and why.
     Several workers need a torch.distributed process group (Ray Train makes one).
     """
     start = time.perf_counter()
@@ -137,8 +137,8 @@ def run_embed(
             reported |= finished.keys()
             row = {"step": len(finished), "of": shards,
                    "videos": sum(len(m["paths"]) + len(m["skipped"]) for m in finished.values()),
-                   "videos_of": len(videos.paths),
-                   "skipped_videos": sum(len(m["skipped"]) for m in finished.values()),
+                   "videos_of": len(videos.paths), "skipped_videos": len(new),
+                   "skipped_total": sum(len(m["skipped"]) for m in finished.values()),
                    "clips_per_s": float(totals.sum()) / max(time.perf_counter() - began, 1e-9),
                    "round_s": time.perf_counter() - tick}
             if new:

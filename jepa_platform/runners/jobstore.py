@@ -17,6 +17,7 @@ from typing import Any
 import platformdirs
 
 from jepa_platform.errors import EXIT_USAGE, JepaError, NotFound
+from jepa_platform.events import EventReader, Row
 
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
 
@@ -105,6 +106,23 @@ class JobStore:
         """Forgets a job that never started (its record and log)."""
         for path in (self.path(job_id), self.log_path(job_id)):
             path.unlink(missing_ok=True)
+
+    def faults(self, job_id: str) -> dict[str, int]:
+        """What went wrong along the way, from the job's log: videos skipped, checkpoints that could not be
+        written, worker-group restarts (each also said where it happened)."""
+        found = {"skipped_videos": 0, "checkpoint_failures": 0, "restarts": 0}
+        path = self.log_path(job_id)
+        if not path.exists():
+            return found
+        reader = EventReader()
+        for line in path.read_text(errors="replace").splitlines():
+            event = reader.feed(line)
+            if not isinstance(event, Row):
+                continue
+            found["skipped_videos"] += int(event.values.get("skipped_videos") or 0)
+            found["checkpoint_failures"] += int(bool(event.values.get("checkpoint_failed")))
+            found["restarts"] = max(found["restarts"], int(event.values.get("restarts") or 0))
+        return found
 
     def all(self) -> list[JobRecord]:
         records = []

@@ -136,7 +136,8 @@ def test_unreadable_videos_are_skipped_named_and_counted(hf_folder, synthetic_da
     assert (report.videos, report.written) == (13, 12)
     assert [s["path"] for s in report.skipped] == [str(folder / "move_left" / "zz-corrupt.mp4")]
     assert "zz-corrupt.mp4" in report.skipped[0]["reason"]
-    assert sum("zz-corrupt.mp4" in r.get("skipped", "") for r in rows) == 1 and rows[-1]["skipped_videos"] == 1
+    assert sum("zz-corrupt.mp4" in r.get("skipped", "") for r in rows) == 1 and rows[-1]["skipped_total"] == 1
+    assert sum(r["skipped_videos"] for r in rows) == 1
     got = read_embeddings(str(tmp_path / "out"))
     assert got.labels is None and len(got.paths) == 12 and got.skipped == report.skipped
 

@@ -33,3 +33,26 @@ def test_a_store_unreadable_after_the_run_fails_the_stage_in_one_line(tmp_path, 
     assert result.error.startswith(f"its outputs in {spec.job_dir} cannot be read (ConnectionError: Could not")
     result = local.stage_result(spec, "the worker died", None)
     assert result.error.startswith("the worker died; its outputs")
+
+
+def test_jepa_status_sums_what_went_wrong_from_the_jobs_log():
+    from typer.testing import CliRunner
+
+    from jepa_platform.cli import app
+    from jepa_platform.events import Notice, Row
+    from jepa_platform.runners.jobstore import JobRecord, JobStore
+
+    store = JobStore()
+    store.save(JobRecord("rough-20261207-000000-abcd", "rough", "local", "/nowhere", status="SUCCEEDED", step=3,
+                         steps=3))
+    rows = [Row({"step": 1, "skipped_videos": 2, "skipped": "a.mp4 (x); b.mp4 (y)"}), Notice("skipped a.mp4"),
+            Row({"phase": "a worker failed and Ray Train restarted the workers (restart 1)", "restarts": 1}),
+            Row({"step": 2, "skipped_videos": 0, "checkpoint_failed": "the checkpoint of step 1 could not be written"}),
+            Row({"step": 3, "skipped_videos": 1})]
+    store.log_path("rough-20261207-000000-abcd").write_text("".join(encode(e) + "\n" for e in rows))
+    assert store.faults("rough-20261207-000000-abcd") == {"skipped_videos": 3, "checkpoint_failures": 1,
+                                                          "restarts": 1}
+    result = CliRunner().invoke(app, ["status", "rough"])
+    assert result.exit_code == 0
+    assert ("unreadable videos skipped: 3, checkpoints that could not be written: 1, worker restarts: 1"
+            in result.stderr)

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
+from jepa_platform.cli import app
 from jepa_platform.train.metrics import read_metrics
 
 pytestmark = pytest.mark.slow
@@ -66,6 +68,8 @@ def test_a_killed_worker_restarts_and_the_run_resumes_when_failures_are_allowed(
     assert code == 0, out + err
     assert "a worker failed and Ray Train restarted the workers (restart 1)" in out
     assert [r["step"] for r in rows] == list(range(1, 41))  # resumed from its checkpoint: no gap, no duplicate
+    status = CliRunner().invoke(app, ["status", "restarts"])
+    assert "SUCCEEDED" in status.stdout and "worker restarts: 1" in status.stderr
 
 
 def test_a_killed_worker_fails_the_job_with_one_line_when_no_failure_is_allowed(tmp_path, synthetic_dataset):
