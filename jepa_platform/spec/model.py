@@ -85,7 +85,7 @@ class StorageSpec(Strict):
                                      "for data, checkpoints and metrics alike; default: AWS's (or $AWS_ENDPOINT_URL).")
     region: str | None = Field(None, description="The S3 region; default: the environment's.")
     anonymous: bool = Field(False, description="Unsigned requests (public buckets), no credentials needed.")
-    timeout_s: float = Field(60, gt=0, description="Connect and read timeout of one object-store request (each "
+    timeout_s: float = Field(30, gt=0, description="Connect and read timeout of one object-store request (each "
                              "call is tried 5 times): a store that stops answering is an error in bounded time, "
                              "not a hang.")
 
