@@ -79,7 +79,7 @@ def check_output(output: str, fingerprint: dict[str, Any], videos: VideoList, we
     if changed:
         raise ConfigError(f"output {output} holds embeddings made with other settings (" + "; ".join(changed)
                           + "); give another output, or the same settings to resume it")
-    if index.get("weights") != weights:
+    if weights != PENDING and index.get("weights") != weights:
         raise ConfigError(f"output {output} holds embeddings made with the weights in {index.get('weights')}; "
                           f"{fingerprint['checkpoint']} now gives {weights} (it trained on since): give another "
                           f"output")
@@ -89,13 +89,23 @@ def check_output(output: str, fingerprint: dict[str, Any], videos: VideoList, we
     return index
 
 
-def check_embed(settings: EmbedSettings) -> VideoList:
+PENDING = "(written by an earlier stage)"  # weights a pipeline's earlier stage has yet to write
+
+
+def check_embed(settings: EmbedSettings, pending_weights: bool = False) -> VideoList:
     """The videos to embed, once the output is known to hold nothing else (ConfigError otherwise): what is
-    checked before a job is sent anywhere, and again where it runs."""
+    checked before a job is sent anywhere, and again where it runs. With `pending_weights` (an earlier
+    stage of the pipeline writes them), weights that are not there yet are not checked."""
     if settings.output is None:
         raise ConfigError("embed: output is not set (a folder or URL to write the embeddings to)")
     videos = list_videos(settings.data)
-    check_output(settings.output, settings.fingerprint(), videos, pinned_weights(settings))
+    try:
+        weights = pinned_weights(settings)
+    except ConfigError:
+        if not pending_weights:
+            raise
+        weights = PENDING
+    check_output(settings.output, settings.fingerprint(), videos, weights)
     return videos
 
 

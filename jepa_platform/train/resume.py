@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,7 +99,9 @@ def check_stages(job: JobSpec, stages: list[JobSpec], *, tolerate_unreachable: b
     stage that trains on moves the checkpoint that a later stage's student is pinned to, so that later
     stage is refused now rather than after the earlier one has trained."""
     where = {s.name: f"stages[{i}]." for i, s in enumerate(job.pipeline())} if job.stages else {}
-    checks = [check_resume(s, tolerate_unreachable=tolerate_unreachable, where=where.get(s.name, ""))
+    folders = [s.job_dir.rstrip("/") + "/" for s in job.pipeline()] if job.stages else []
+    checks = [check_resume(s, tolerate_unreachable=tolerate_unreachable, where=where.get(s.name, ""),
+                           earlier=folders[:folders.index(s.job_dir.rstrip("/") + "/")] if job.stages else ())
               for s in stages]
     for check in checks:
         check.name = job.name
@@ -138,11 +141,13 @@ def moved_embedding(earlier: JobSpec, before: ResumeCheck, later: JobSpec, folde
             f"{where}embed.output another folder to embed the new weights, or keep stage {earlier.name}'s length"]
 
 
-def check_embedding(check: ResumeCheck, spec: JobSpec, tolerate_unreachable: bool) -> ResumeCheck:
+def check_embedding(check: ResumeCheck, spec: JobSpec, tolerate_unreachable: bool, earlier: Sequence[str] = ()
+                    ) -> ResumeCheck:
     """An embedding stage keeps the shards an earlier run finished; it is refused (ConfigError) when its
     output holds anything else (other settings, other videos, other files)."""
-    try:
-        videos = check_embed(spec.embed)
+    source = spec.embed.checkpoint or ""
+    try:  # weights an earlier stage of the pipeline writes may not be there yet
+        videos = check_embed(spec.embed, pending_weights=any(source.startswith(folder) for folder in earlier))
         check.length = videos.num_shards(spec.embed.shard_size)
         check.step = len(done_shards(spec.embed.output)) or None
     except Unreadable as e:
@@ -152,16 +157,18 @@ def check_embedding(check: ResumeCheck, spec: JobSpec, tolerate_unreachable: boo
     return check
 
 
-def check_resume(spec: JobSpec, *, tolerate_unreachable: bool = False, where: str = "") -> ResumeCheck:
+def check_resume(spec: JobSpec, *, tolerate_unreachable: bool = False, where: str = "",
+                 earlier: Sequence[str] = ()) -> ResumeCheck:
     """Compares `spec` with the run already in its folder. A probe stage reruns rather than resumes, so
     it is never refused. With `tolerate_unreachable`, a store that cannot be read (a cluster's bucket
     seen from a laptop without credentials) gives an unchecked result rather than an error; the driver
-    in the cluster checks again before it trains. `where` prefixes field paths (a pipeline's `stages[i].`)."""
+    in the cluster checks again before it trains. `where` prefixes field paths (a pipeline's `stages[i].`);
+    `earlier` are the folders (with a trailing `/`) of the pipeline's stages that run before this one."""
     check = ResumeCheck(spec.job_dir, None)
     if spec.probe is not None:
         return check
     if spec.embed is not None:
-        return check_embedding(check, spec, tolerate_unreachable)
+        return check_embedding(check, spec, tolerate_unreachable, earlier)
     try:
         latest = CheckpointStore(spec.layout.checkpoints).latest()
         before = previous_spec(spec.job_dir) if latest else None
