@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
+from user_facing import one_error_line, save_tiny_vjepa2
 
 from jepa_platform.cli import app
 from jepa_platform.embed import read_embeddings, run_embed
@@ -23,37 +24,25 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def vjepa2():
-    """A small random V-JEPA 2 (RoPE, 64 wide, eager attention: an implementation independent of ours)."""
-    torch.manual_seed(0)
-    config = transformers.VJEPA2Config(
-        hidden_size=64, num_attention_heads=2, num_hidden_layers=2, crop_size=32, patch_size=8, frames_per_clip=4,
-        tubelet_size=2, pred_hidden_size=32, pred_num_attention_heads=2, pred_num_hidden_layers=1,
-        pred_num_mask_tokens=2,
-    )
-    config._attn_implementation = "eager"
-    return transformers.VJEPA2Model(config).eval()
+def saved(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("hf") / "vjepa2-tiny"
+    return save_tiny_vjepa2(folder), folder
 
 
 @pytest.fixture(scope="module")
-def hf_folder(vjepa2, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("hf") / "vjepa2-tiny"
-    vjepa2.save_pretrained(folder)
-    return folder
+def vjepa2(saved):
+    return saved[0]
+
+
+@pytest.fixture(scope="module")
+def hf_folder(saved):
+    return saved[1]
 
 
 def settings(checkpoint, data, output, **kw):
     base = {"checkpoint": str(checkpoint), "data": str(data), "output": str(output), "stride": 2,
             "shard_size": 5, "batch_size": 3, "workers": 0}
     return EmbedSettings(**(base | kw))
-
-
-def one_error_line(result, code=2):
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    return lines[0]
 
 
 def test_pooled_vectors_and_tokens_are_transformers_features_of_the_same_clips(vjepa2, hf_folder, synthetic_dataset,

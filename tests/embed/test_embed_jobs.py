@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
+from user_facing import save_tiny_vjepa2
 
 from jepa_platform.cli import app
 from jepa_platform.embed import read_embeddings, run_embed
@@ -32,14 +33,8 @@ CLIP = ["--frames", "4", "--set", "stride=2", "--set", "workers=0", "--batch-siz
 
 @pytest.fixture(scope="module")
 def hf_folder(tmp_path_factory):
-    torch.manual_seed(0)
-    config = transformers.VJEPA2Config(
-        hidden_size=64, num_attention_heads=2, num_hidden_layers=2, crop_size=32, patch_size=8, frames_per_clip=4,
-        tubelet_size=2, pred_hidden_size=32, pred_num_attention_heads=2, pred_num_hidden_layers=1,
-        pred_num_mask_tokens=2,
-    )
     folder = tmp_path_factory.mktemp("hf") / "vjepa2-tiny"
-    transformers.VJEPA2Model(config).save_pretrained(folder)
+    save_tiny_vjepa2(folder)
     return folder
 
 

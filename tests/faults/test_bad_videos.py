@@ -6,6 +6,7 @@ import os
 import shutil
 
 import pytest
+from user_facing import tiny_training
 
 from jepa_platform.errors import DataError
 from jepa_platform.events import Notice, Row
@@ -15,17 +16,8 @@ from jepa_platform.train.metrics import read_metrics
 
 
 def tiny_spec(tmp_path, manifest, name="bad-videos", steps=3):
-    return validate_spec({
-        "name": name,
-        "backbone": {"kind": "vit", "params": {"size": "custom", "embed_dim": 48, "depth": 1, "num_heads": 3,
-                                               "patch_size": 16}},
-        "predictor": {"kind": "vit_predictor", "params": {"embed_dim": 32, "depth": 1, "num_heads": 2}},
-        "optim": {"steps": steps, "batch_size": 4, "warmup_steps": 1, "log_every": 1, "checkpoint_every": 3},
-        "monitor": {"every": 0, "eval_every": 0},
-        "data": {"train": str(manifest), "frames": 4, "stride": 2, "resolution": 32, "loader_workers": 2,
-                 "params": {"max_failure_rate": 0.5}},
-        "storage": {"output": str(tmp_path / "runs")},
-    })
+    return validate_spec(tiny_training(name, manifest, tmp_path / "runs", steps, optim={
+        "batch_size": 4, "checkpoint_every": 3}, data={"loader_workers": 2, "params": {"max_failure_rate": 0.5}}))
 
 
 def with_bad_videos(tmp_path, synthetic_dataset, bad: int):

@@ -13,6 +13,7 @@ import time
 
 import pytest
 import torch
+from user_facing import tiny_training
 
 from jepa_platform.errors import TrainingError
 from jepa_platform.events import Notice, Row
@@ -23,17 +24,7 @@ from jepa_platform.train.metrics import read_metrics
 
 
 def raw_spec(tmp_path, manifest, name, steps=8):
-    return {
-        "name": name,
-        "backbone": {"kind": "vit", "params": {"size": "custom", "embed_dim": 48, "depth": 1, "num_heads": 3,
-                                               "patch_size": 16}},
-        "predictor": {"kind": "vit_predictor", "params": {"embed_dim": 32, "depth": 1, "num_heads": 2}},
-        "optim": {"steps": steps, "batch_size": 2, "warmup_steps": 1, "log_every": 1, "checkpoint_every": 1,
-                  "keep_checkpoints": 3},
-        "monitor": {"every": 0, "eval_every": 0},
-        "data": {"train": str(manifest), "frames": 4, "stride": 2, "resolution": 32, "loader_workers": 0},
-        "storage": {"output": str(tmp_path / "runs")},
-    }
+    return tiny_training(name, manifest, tmp_path / "runs", steps, optim={"keep_checkpoints": 3})
 
 
 def test_a_checkpoint_that_cannot_be_written_is_said_and_retried_and_the_run_goes_on(

@@ -5,19 +5,12 @@ import json
 
 import pytest
 from typer.testing import CliRunner
+from user_facing import one_error_line
 
 from jepa_platform.cli import app
 from jepa_platform.runners.jobstore import JobRecord, JobStore
 
 runner = CliRunner()
-
-
-def one_error_line(result, code=2):
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("note:")]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    return lines[0]
 
 
 @pytest.mark.parametrize("content", [b"{\"id\": \"broken-1\", \"na", b"\xff\xfe\x00garbage", b"[1, 2, 3]",

@@ -10,6 +10,7 @@ import time
 import fsspec
 import pytest
 import torch
+from user_facing import tiny_training
 
 from jepa_platform.errors import TrainingError
 from jepa_platform.events import Notice, Row
@@ -95,17 +96,8 @@ def proxy(_moto_endpoint, monkeypatch):
 
 
 def raw_spec(proxy, manifest, name, steps=8):
-    return {
-        "name": name,
-        "backbone": {"kind": "vit", "params": {"size": "custom", "embed_dim": 48, "depth": 1, "num_heads": 3,
-                                               "patch_size": 16}},
-        "predictor": {"kind": "vit_predictor", "params": {"embed_dim": 32, "depth": 1, "num_heads": 2}},
-        "optim": {"steps": steps, "batch_size": 2, "warmup_steps": 1, "log_every": 1, "checkpoint_every": 1},
-        "monitor": {"every": 0, "eval_every": 0},
-        "data": {"train": str(manifest), "frames": 4, "stride": 2, "resolution": 32, "loader_workers": 0},
-        "storage": {"output": f"s3://{proxy.bucket}/runs", "endpoint_url": proxy.url, "region": "us-east-1",
-                    "timeout_s": 1},
-    }
+    return tiny_training(name, manifest, f"s3://{proxy.bucket}/runs", steps, storage={
+        "endpoint_url": proxy.url, "region": "us-east-1", "timeout_s": 1})
 
 
 @pytest.mark.slow

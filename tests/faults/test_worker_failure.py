@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from typer.testing import CliRunner
+from user_facing import tiny_training
 
 from jepa_platform.cli import app
 from jepa_platform.train.metrics import read_metrics
@@ -32,17 +33,8 @@ def train_worker_pids() -> list[int]:
 
 def run_and_kill_a_worker(tmp_path, manifest, name, max_failures, steps=40):
     spec = tmp_path / f"{name}.yaml"
-    spec.write_text(yaml.safe_dump({
-        "name": name,
-        "backbone": {"kind": "vit", "params": {"size": "custom", "embed_dim": 48, "depth": 1, "num_heads": 3,
-                                               "patch_size": 16}},
-        "predictor": {"kind": "vit_predictor", "params": {"embed_dim": 32, "depth": 1, "num_heads": 2}},
-        "optim": {"steps": steps, "batch_size": 2, "warmup_steps": 1, "log_every": 1, "checkpoint_every": 2},
-        "monitor": {"every": 0, "eval_every": 0},
-        "data": {"train": str(manifest), "frames": 4, "stride": 2, "resolution": 32, "loader_workers": 0},
-        "resources": {"max_failures": max_failures},
-        "storage": {"output": str(tmp_path / "runs")},
-    }))
+    spec.write_text(yaml.safe_dump(tiny_training(name, manifest, tmp_path / "runs", steps, optim={
+        "checkpoint_every": 2}, resources={"max_failures": max_failures})))
     env = {**os.environ, "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"}
     proc = subprocess.Popen([sys.executable, "-m", "jepa_platform.cli", "submit", str(spec)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)

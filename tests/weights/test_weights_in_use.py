@@ -7,6 +7,7 @@ import fsspec
 import pytest
 import torch
 from typer.testing import CliRunner
+from user_facing import one_error_line, save_tiny_vjepa2
 
 from jepa_platform import load_encoder
 from jepa_platform.cli import app
@@ -20,23 +21,9 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def hf_folder(tmp_path_factory):
     """A small random V-JEPA 2 (RoPE, 64 wide) saved by transformers, sized for 32 px clips of 4 frames."""
-    torch.manual_seed(0)
-    config = transformers.VJEPA2Config(
-        hidden_size=64, num_attention_heads=2, num_hidden_layers=2, crop_size=32, patch_size=8, frames_per_clip=4,
-        tubelet_size=2, pred_hidden_size=32, pred_num_attention_heads=2, pred_num_hidden_layers=1,
-        pred_num_mask_tokens=2,
-    )
     folder = tmp_path_factory.mktemp("hf") / "vjepa2-tiny"
-    transformers.VJEPA2Model(config).save_pretrained(folder)
+    save_tiny_vjepa2(folder, eager=False)
     return folder
-
-
-def one_error_line(result, code=2):
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    return lines[0]
 
 
 def test_jepa_export_writes_both_formats_and_refuses_to_mix_with_an_existing_folder(hf_folder, tmp_path):
