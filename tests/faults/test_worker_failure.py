@@ -14,19 +14,20 @@ from typer.testing import CliRunner
 from user_facing import tiny_training
 
 from jepa_platform.cli import app
+from jepa_platform.runners import session_members
 from jepa_platform.train.metrics import read_metrics
 
 pytestmark = pytest.mark.slow
 
 
-def train_worker_pids() -> list[int]:
-    """Processes of Ray Train's worker actors on this machine."""
+def train_worker_pids(session: int) -> list[int]:
+    """Processes of Ray Train's worker actors in the job's session (not another job's on this machine)."""
     found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+    for pid in session_members(session):
         try:
-            if b"RayTrainWorker" in cmdline.read_bytes():
-                found.append(int(cmdline.parent.name))
-        except (OSError, ValueError):
+            if b"RayTrainWorker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+        except OSError:
             continue
     return found
 
@@ -43,7 +44,7 @@ def run_and_kill_a_worker(tmp_path, manifest, name, max_failures, steps=40):
     while not (metrics.exists() and len(read_metrics(str(metrics))) >= 4):
         assert time.monotonic() < deadline and proc.poll() is None, "the run did not reach step 4"
         time.sleep(0.1)
-    victims = train_worker_pids()
+    victims = train_worker_pids(proc.pid)
     assert victims, "no Ray Train worker process found"
     for pid in victims:
         os.kill(pid, signal.SIGKILL)
