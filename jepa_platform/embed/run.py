@@ -21,8 +21,8 @@ from jepa_platform.embed.shards import (
     ShardWriter,
     check_embed,
     done_shards,
-    pinned_weights,
     read_index,
+    read_marker,
     write_index,
 )
 from jepa_platform.errors import JepaError
@@ -97,8 +97,7 @@ def run_embed(
     start = time.perf_counter()
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     fingerprint = settings.fingerprint()  # as given: a rerun is recognised before the checkpoint is read
-    videos = check_embed(settings)
-    weights = pinned_weights(settings)
+    videos, weights = check_embed(settings)
     shards = videos.num_shards(settings.shard_size)
     if rank == 0:
         index = read_index(settings.output)
@@ -119,31 +118,23 @@ def run_embed(
         image_frames=settings.image_frames or getattr(encoder.encoder, "tubelet_size", 2),
     )
     counts = torch.zeros(2, dtype=torch.long)  # this worker's videos embedded and skipped in this run
-    dim = 0
+    finished = dict(done)  # rank 0's view of the complete shards, grown by each round's markers
     began = time.perf_counter()  # the rate counts encoding, not building the model
-    reported = set(done)  # shards whose skipped videos were already said (by an earlier run, or this one)
     for first in range(0, len(todo), world_size):
         shard = todo[first + rank] if first + rank < len(todo) else None
         tick = time.perf_counter()
         if shard is not None:
-            marker, dim = embed_shard(settings, videos, shard, dataset, encoder, device)
+            marker = embed_shard(settings, videos, shard, dataset, encoder, device)
             counts += torch.tensor([len(marker["paths"]), len(marker["skipped"])])
         totals = counts.clone()
         if world_size > 1:
-            dist.all_reduce(totals)
+            dist.all_reduce(totals)  # also: every shard of the round is written by now
         if rank == 0 and on_progress:
-            finished = done_shards(settings.output)
-            new = [s for k in sorted(finished) if k not in reported for s in finished[k]["skipped"]]
-            reported |= finished.keys()
-            row = {"step": len(finished), "of": shards,
-                   "videos": sum(len(m["paths"]) + len(m["skipped"]) for m in finished.values()),
-                   "videos_of": len(videos.paths), "skipped_videos": len(new),
-                   "skipped_total": sum(len(m["skipped"]) for m in finished.values()),
-                   "clips_per_s": float(totals.sum()) / max(time.perf_counter() - began, 1e-9),
-                   "round_s": time.perf_counter() - tick}
-            if new:
-                row["skipped"] = "; ".join(f"{s['path']} ({s['reason']})" for s in new)
-            on_progress(row)
+            round_done = {k: read_marker(settings.output, k) for k in todo[first:first + world_size]}
+            finished.update(round_done)  # this round's markers only, not every marker again
+            on_progress(progress_row(finished, round_done, shards, len(videos.paths),
+                                     float(totals.sum()) / max(time.perf_counter() - began, 1e-9),
+                                     time.perf_counter() - tick))
     if world_size > 1:
         dist.barrier()
     finished = done_shards(settings.output)
@@ -151,24 +142,35 @@ def run_embed(
     skipped = [s for m in markers for s in m["skipped"]]
     written = sum(len(m["paths"]) for m in markers)
     token_shape = next((m["token_shape"] for m in markers if m["token_shape"]), None)
-    dim = dim or encoder.embed_dim
     if rank == 0:
         write_index(settings.output, fingerprint, videos, settings.shard_size, settings.format, weights,
-                    complete=len(finished) == shards, dim=dim, token_shape=token_shape, written=written,
-                    skipped=len(skipped))
+                    complete=len(finished) == shards, dim=encoder.embed_dim, token_shape=token_shape,
+                    written=written, skipped=len(skipped))
     encoder.verify_unchanged()
-    return EmbedReport(settings.output, len(videos.paths), written, skipped, shards, len(done), dim,
+    return EmbedReport(settings.output, len(videos.paths), written, skipped, shards, len(done), encoder.embed_dim,
                        time.perf_counter() - start)
 
 
+def progress_row(finished: dict[int, dict[str, Any]], round_done: dict[int, dict[str, Any]], shards: int,
+                 listed: int, rate: float, round_s: float) -> dict[str, Any]:
+    """The row said after a round of shards (see `run_embed`); the videos it skipped are named."""
+    new = [s for k in sorted(round_done) for s in round_done[k]["skipped"]]
+    row = {"step": len(finished), "of": shards,
+           "videos": sum(len(m["paths"]) + len(m["skipped"]) for m in finished.values()), "videos_of": listed,
+           "skipped_videos": len(new), "skipped_total": sum(len(m["skipped"]) for m in finished.values()),
+           "clips_per_s": rate, "round_s": round_s}
+    if new:
+        row["skipped"] = "; ".join(f"{s['path']} ({s['reason']})" for s in new)
+    return row
+
+
 def embed_shard(settings: EmbedSettings, videos: VideoList, shard: int, dataset: ProbeDataset,
-                encoder: FrozenEncoder, device: torch.device) -> tuple[dict[str, Any], int]:
-    """Encodes one shard's videos and writes the shard; returns its marker and the feature width."""
+                encoder: FrozenEncoder, device: torch.device) -> dict[str, Any]:
+    """Encodes one shard's videos and writes the shard; returns its marker."""
     indices = list(videos.shard(shard, settings.shard_size))
     loader = DataLoader(Tolerant(dataset, indices), batch_size=settings.batch_size, num_workers=settings.workers,
                         collate_fn=collate, persistent_workers=False)
     writer = ShardWriter(settings.output, shard, settings.format, settings.dtype, videos.labels is not None)
-    dim = encoder.embed_dim
     try:
         for batch in loader:
             for index, reason in batch["failed"]:
@@ -178,11 +180,10 @@ def embed_shard(settings: EmbedSettings, videos: VideoList, shard: int, dataset:
             with autocast_for(device, settings.precision):
                 tokens = encoder(batch["clip"].to(device, non_blocking=True))[:, 0].float()  # one view
             pooled = tokens.mean(dim=1)
-            dim = pooled.shape[1]
             writer.add([videos.paths[i] for i in batch["index"]],
                        [videos.labels[i] for i in batch["index"]] if videos.labels else [],
                        pooled.cpu().numpy(), tokens.cpu().numpy() if settings.tokens else None)
-        return writer.close(), dim
+        return writer.close()
     except BaseException:
         writer.abort()
         raise

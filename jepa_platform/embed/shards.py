@@ -29,7 +29,7 @@ from jepa_platform.storage import file_atomic, join, write_bytes_atomic
 from jepa_platform.weights.load import weights_file
 
 __all__ = ["INDEX_FILE", "Embeddings", "ShardWriter", "check_embed", "check_output", "done_shards", "read_embeddings",
-           "read_index", "shard_name", "write_index"]
+           "read_index", "read_marker", "shard_name", "write_index"]
 
 INDEX_FILE = "embeddings.json"
 FORMAT_VERSION = 1
@@ -50,6 +50,11 @@ def read_json(url: str) -> dict[str, Any] | None:
 
 def read_index(output: str) -> dict[str, Any] | None:
     return read_json(join(output, INDEX_FILE))
+
+
+def read_marker(output: str, index: int) -> dict[str, Any] | None:
+    """Shard `index`'s marker, or None while the shard is not complete."""
+    return read_json(join(output, shard_name(index) + ".json"))
 
 
 def check_output(output: str, fingerprint: dict[str, Any], videos: VideoList, weights: str | None = None
@@ -92,10 +97,11 @@ def check_output(output: str, fingerprint: dict[str, Any], videos: VideoList, we
 PENDING = "(written by an earlier stage)"  # weights a pipeline's earlier stage has yet to write
 
 
-def check_embed(settings: EmbedSettings, pending_weights: bool = False) -> VideoList:
-    """The videos to embed, once the output is known to hold nothing else (ConfigError otherwise): what is
-    checked before a job is sent anywhere, and again where it runs. With `pending_weights` (an earlier
-    stage of the pipeline writes them), weights that are not there yet are not checked."""
+def check_embed(settings: EmbedSettings, pending_weights: bool = False) -> tuple[VideoList, str | None]:
+    """The videos to embed and the weights file they are embedded with (`pinned_weights`), once the output
+    is known to hold nothing else (ConfigError otherwise): what is checked before a job is sent anywhere,
+    and again where it runs. With `pending_weights` (an earlier stage of the pipeline writes them), weights
+    that are not there yet are not checked."""
     if settings.output is None:
         raise ConfigError("embed: output is not set (a folder or URL to write the embeddings to)")
     videos = list_videos(settings.data)
@@ -106,7 +112,7 @@ def check_embed(settings: EmbedSettings, pending_weights: bool = False) -> Video
             raise
         weights = PENDING
     check_output(settings.output, settings.fingerprint(), videos, weights)
-    return videos
+    return videos, weights
 
 
 def pinned_weights(settings: EmbedSettings) -> str | None:

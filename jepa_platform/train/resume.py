@@ -147,7 +147,7 @@ def check_embedding(check: ResumeCheck, spec: JobSpec, tolerate_unreachable: boo
     output holds anything else (other settings, other videos, other files)."""
     source = spec.embed.checkpoint or ""
     try:  # weights an earlier stage of the pipeline writes may not be there yet
-        videos = check_embed(spec.embed, pending_weights=any(source.startswith(folder) for folder in earlier))
+        videos, _ = check_embed(spec.embed, pending_weights=any(source.startswith(folder) for folder in earlier))
         check.length = videos.num_shards(spec.embed.shard_size)
         check.step = len(done_shards(spec.embed.output)) or None
     except Unreadable as e:
